@@ -7,8 +7,6 @@ in isolation, with only its own official tensors rebuilt from the case's seed.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
 from pathlib import Path
 
@@ -18,27 +16,13 @@ import torch
 
 from models.common.checkpoint import load_state_strict
 from models.common.vita import VideoQueryDecoder, shifted_window_mask
-from tests.conftest import require_parity_root
-
-
-def _official_subset(case: Path, prefix: str) -> dict[str, torch.Tensor]:
-    """The case's official tensors under ``prefix``, prefix stripped (floats rebuilt by seed)."""
-    spec = importlib.util.spec_from_file_location("parity_recipe", case.parent / "recipe.py")
-    assert spec is not None and spec.loader is not None
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    seed = json.loads((case / "config.json").read_text())["seed"]
-    return {
-        name[len(prefix) :]: recipe.parity_tensor(name, shape, seed)
-        for name, _dtype, shape, _alias in recipe.read_manifest(case)
-        if name.startswith(prefix)
-    }
+from tests.models.conftest import official_substate, parity_case
 
 
 def _case(name: str) -> Path:
-    case = require_parity_root() / name
+    case = parity_case(name)
     if not (case / "expected.npz").is_file():
-        pytest.skip(f"parity case {name} not present")
+        pytest.skip(f"parity case {name} has no expected outputs")
     return case
 
 
@@ -47,7 +31,7 @@ def test_mti_matches_official_output() -> None:
     mti = VideoQueryDecoder(
         num_frame_queries=5, num_queries=5, window_size=4, learned_init=True
     ).eval()
-    load_state_strict(mti, _official_subset(case, "mti."), what="mti")
+    load_state_strict(mti, official_substate(case, "mti."), what="mti")
     expected = np.load(case / "expected.npz")
     frame_queries = torch.from_numpy(expected["decoder_hs"][-1])[None]  # 1 x T x Q x C
     with torch.no_grad():
@@ -60,7 +44,7 @@ def test_voc_matches_official_output() -> None:
     voc = VideoQueryDecoder(
         num_frame_queries=20, num_queries=20, window_size=0, learned_init=False
     ).eval()
-    load_state_strict(voc, _official_subset(case, "voc."), what="voc")
+    load_state_strict(voc, official_substate(case, "voc."), what="voc")
     expected = np.load(case / "expected.npz")
     frame_queries = torch.from_numpy(expected["decoder_hs_last"])[None]
     sentence = torch.from_numpy(expected["text_sentence_feature"])  # 1 x C
