@@ -54,3 +54,25 @@ def case_arrays(case: Path, which: str) -> dict[str, np.ndarray]:
     """``inputs`` or ``expected`` arrays of a case."""
     with np.load(case / f"{which}.npz") as z:
         return {k: z[k] for k in z.files}
+
+
+def manifest_state(case: Path) -> dict[str, torch.Tensor]:
+    """The case's checkpoint layout with zero floats (fast; for key accounting, not numbers).
+
+    Integer buffers are the stored ones and alias rows share their tensor, as in the real file.
+    """
+    recipe = _recipe(case)
+    buffers = dict(np.load(case / "buffers.npz")) if (case / "buffers.npz").exists() else {}
+    out: dict[str, torch.Tensor] = {}
+    for name, dtype, shape, alias in recipe.read_manifest(case):
+        if alias:
+            out[name] = out[alias]
+        elif name in buffers:
+            out[name] = torch.from_numpy(buffers[name]).to(recipe._DTYPES[dtype]).reshape(shape)
+        else:
+            out[name] = torch.zeros(shape, dtype=recipe._DTYPES[dtype])
+    return out
+
+
+def case_config(case: Path) -> dict:
+    return json.loads((case / "config.json").read_text())

@@ -1,0 +1,74 @@
+"""Official SgMg checkpoints -> :class:`models.sgmg.model.SgMg` weights, with strict accounting.
+
+The official file is ``{'model': state_dict, ...}`` (plus optimizer, epoch and a pickled
+``argparse.Namespace`` under ``'args'``; :func:`pipeline.checkpoints.read_checkpoint` reads it
+without running any other pickle). Key map (``bo-miao/SgMg`` ``models/sgmg.py``):
+
+===========================================  ===============================================
+official                                     port
+===========================================  ===============================================
+``backbone.0.body.*``                        ``backbone.*`` (the Joiner's position module
+                                             has no weights)
+``text_encoder.text_backbone.*``             ``text_encoder.model.*``
+``transformer.decoder.bbox_embed.{l}.*``     tied to ``bbox_embed.{l}.*`` (checked equal,
+                                             folded)
+everything else                              same name
+===========================================  ===============================================
+
+Dropped on purpose: RoBERTa ``embeddings.position_ids`` (transformers < 4.31 buffer), every
+Video-Swin ``relative_position_index`` (derived; checked equal to the port's), thop's
+``total_ops`` / ``total_params`` counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from models.common.checkpoint import (
+    KeyReport,
+    SkipRule,
+    convert_state_dict,
+    extract_state_dict,
+    load_state_strict,
+)
+from models.common.text_encoder import POSITION_IDS_SKIP
+from models.common.video_swin import check_relative_position_index
+
+SKIPS = (
+    POSITION_IDS_SKIP,
+    SkipRule(r".*relative_position_index", "Video-Swin index buffer: derived from the window"),
+    SkipRule(r".*(total_ops|total_params)", "thop profiling counters, not weights"),
+)
+
+_PREFIXES = (
+    ("backbone.0.body.", "backbone."),
+    ("text_encoder.text_backbone.", "text_encoder.model."),
+    ("transformer.decoder.bbox_embed.", "bbox_embed."),
+)
+
+
+def rename(key: str) -> str:
+    """Official SgMg key -> port key."""
+    for old, new in _PREFIXES:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
+
+
+def convert_official(
+    checkpoint: Mapping[str, object],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The port's state dict from an official file's content (or its bare state dict)."""
+    official = extract_state_dict(checkpoint, ("model",))
+    check_relative_position_index(official, "backbone.0.body.")
+    return convert_state_dict(official, rename=rename, skip=SKIPS)
+
+
+def load_official(model: nn.Module, checkpoint: Mapping[str, object]) -> KeyReport:
+    """Load an official SgMg checkpoint into ``model`` strictly; raises on any key mismatch."""
+    state, skipped = convert_official(checkpoint)
+    load_state_strict(model, state, what="SgMg checkpoint")
+    return KeyReport(loaded=sorted(state), skipped=skipped)
