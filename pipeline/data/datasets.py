@@ -295,7 +295,7 @@ class MeViSDataset(RVOSDataset):
         return data
 
     def ground_truth(self, video_id: str, exp_id: str) -> np.ndarray | None:
-        from pycocotools import mask as mask_utils
+        from pipeline.masks.rle import COLUMN_MAJOR, decode_masks
 
         exp = self.expression(video_id, exp_id)
         if not self.has_ground_truth or exp.anno_ids is None:
@@ -318,10 +318,11 @@ class MeViSDataset(RVOSDataset):
             for k, rle in enumerate(rles):
                 if rle is None:
                     continue
-                m = mask_utils.decode(rle)
+                size = (int(rle["size"][0]), int(rle["size"][1]))
+                m = decode_masks([rle["counts"]], size, COLUMN_MAJOR)[0]
                 if out is None:
                     out = np.zeros((T, *m.shape), bool)
-                out[k] |= m.astype(bool)
+                out[k] |= m
         if out is None:  # nothing in any frame: the frame size comes from the JPEG header
             out = np.zeros((T, *video.size), bool)
         return out

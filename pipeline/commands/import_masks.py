@@ -1,0 +1,61 @@
+"""``lsvos import-masks``: turn an upstream output folder or zip into a mask set."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "import-masks"
+HELP = "import an upstream output folder or zip ([Annotations/]<video>/<exp>/<frame>.png)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path, metavar="SRC", help="folder or zip of PNG masks")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="new mask set")
+    parser.add_argument(
+        "--scores",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="per-frame scores: JSON {video: {exp: [scores]}} or an upstream .pth dump "
+        "(its class_info)",
+    )
+    parser.add_argument(
+        "--key-frames",
+        type=Path,
+        default=None,
+        metavar="KEY_FRAME_JSON",
+        help="the challenge's key_frame.json (default: SRC's own, if any)",
+    )
+    parser.add_argument(
+        "--meta",
+        type=Path,
+        default=None,
+        metavar="META_JSON",
+        help="require the videos, expressions and frames of this meta_expressions.json",
+    )
+    parser.add_argument("--storage", default="rle", choices=("rle", "png"), help="default rle")
+    parser.add_argument("--overwrite", action="store_true", help="re-import complete videos")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.data.datasets import default_exclude, read_split_meta
+    from pipeline.masks import import_masks
+
+    meta = None
+    if args.meta is not None:
+        meta = read_split_meta(args.meta, exclude=default_exclude(args.meta))
+    report = import_masks(
+        args.source,
+        args.out,
+        scores=args.scores,
+        key_frames=args.key_frames,
+        storage=args.storage,
+        meta=meta,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"imported {report.videos} videos ({report.expressions} expressions) into {args.out}"
+        + (f"; {report.skipped} already complete" if report.skipped else "")
+    )
+    return 0
