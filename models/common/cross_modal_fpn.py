@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.common.layers import clip_maps, clip_tokens
+
 
 class ConvNorm(nn.Conv2d):
     """A conv with an optional norm and activation after it (detectron2's ``Conv2d`` layout:
@@ -48,22 +50,6 @@ class ConvNorm(nn.Conv2d):
         if self.norm is not None:
             x = self.norm(x)
         return F.relu(x) if self.relu else x
-
-
-def _tokens(x: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """(B*T) x C x h x w -> B x (T*h*w) x C (tokens in t, h, w order)."""
-    N, C, h, w = x.shape
-    return (
-        x.view(N // num_frames, num_frames, C, h * w)
-        .permute(0, 1, 3, 2)
-        .reshape(-1, num_frames * h * w, C)
-    )
-
-
-def _maps(x: torch.Tensor, num_frames: int, h: int, w: int) -> torch.Tensor:
-    """B x (T*h*w) x C -> (B*T) x C x h x w."""
-    B, _, C = x.shape
-    return x.view(B, num_frames, h, w, C).permute(0, 1, 4, 2, 3).reshape(B * num_frames, C, h, w)
 
 
 class VisionLanguageBlock(nn.Module):
@@ -138,15 +124,19 @@ class VisionLanguageBlock(nn.Module):
                 key_pad = key_pad.bool()
         if key_pad is not None:
             key_pad = key_pad.reshape(N // T, T * sh * sw)
-        qk_tokens = _tokens(qk, T)
+        qk_tokens = clip_tokens(qk, T)
         attended = self.self_attn(
-            qk_tokens, qk_tokens, _tokens(value, T), key_padding_mask=key_pad, need_weights=False
+            qk_tokens,
+            qk_tokens,
+            clip_tokens(value, T),
+            key_padding_mask=key_pad,
+            need_weights=False,
         )[0]
-        attended = _maps(attended, T, sh, sw)
+        attended = clip_maps(attended, T, sh, sw)
         if self.sr_ratio > 1:
             attended = F.interpolate(attended, size=(h, w), mode="bilinear", align_corners=False)
-        tgt = self.norm1(_tokens(x, T) + self.dropout(_tokens(attended, T)))
-        pos_tokens = _tokens(pos, T)
+        tgt = self.norm1(clip_tokens(x, T) + self.dropout(clip_tokens(attended, T)))
+        pos_tokens = clip_tokens(pos, T)
         attended = self.multihead_attn(
             tgt + pos_tokens,
             words + word_pos,
@@ -156,7 +146,7 @@ class VisionLanguageBlock(nn.Module):
         )[0]
         tgt = self.norm2(tgt + self.dropout(attended))
         tgt = self.norm3(tgt + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(tgt))))))
-        return _maps(tgt, T, h, w)
+        return clip_maps(tgt, T, h, w)
 
 
 class CrossModalFPNDecoder(nn.Module):

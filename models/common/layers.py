@@ -84,3 +84,28 @@ def build_input_projections(
         nn.init.xavier_uniform_(proj[0].weight, gain=1)
         nn.init.constant_(proj[0].bias, 0)
     return nn.ModuleList(projections)
+
+
+def clip_tokens(maps: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Per-frame maps of whole clips as token sequences, in (t, h, w) order.
+
+    Args:
+        maps: (B * T) x C x h x w, frames of a clip consecutive.
+
+    Returns:
+        B x (T * h * w) x C.
+    """
+    N, C, h, w = maps.shape
+    return (
+        maps.view(N // num_frames, num_frames, C, h * w)
+        .transpose(2, 3)
+        .reshape(-1, num_frames * h * w, C)
+    )
+
+
+def clip_maps(tokens: torch.Tensor, num_frames: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`clip_tokens`: B x (T * h * w) x C -> (B * T) x C x h x w."""
+    B, _, C = tokens.shape
+    return (
+        tokens.view(B, num_frames, h, w, C).permute(0, 1, 4, 2, 3).reshape(B * num_frames, C, h, w)
+    )

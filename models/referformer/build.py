@@ -1,0 +1,204 @@
+"""Configurations of the ReferFormer / MUTR / SOC family (released and tiny) and the builder.
+
+One :class:`FamilyConfig` describes any of the three networks; :func:`build_model` assembles it
+from the shared modules. :func:`released_config` gives the official Video-Swin-T/-B networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from torch import nn
+
+from models.common.cross_modal_fpn import CrossModalFPNDecoder
+from models.common.deformable_transformer import DeformableTransformer
+from models.common.text_encoder import RobertaTextEncoder
+from models.common.video_swin import VIDEO_SWIN_SPECS, VideoSwinBackbone
+from models.common.vita import VideoQueryDecoder
+
+ModelName = Literal["referformer", "mutr", "soc"]
+MODEL_NAMES: tuple[str, ...] = ("referformer", "mutr", "soc")
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """Everything needed to build one of the three networks.
+
+    Attributes (groups):
+        model: ``referformer``, ``mutr`` or ``soc``.
+        embed_dim, depths, num_heads, window_size, drop_path_rate: the Video Swin.
+        text: keyword arguments of :class:`RobertaTextEncoder` (roberta-base when empty).
+        d_model ... dec_n_points: the deformable transformer and queries.
+        mask_dim: mask-feature channels (256 for the cross-modal FPN; SOC: 8).
+        dynamic_mask_channels, controller_layers: the CondInst head.
+        fpn_dim_feedforward, fpn_norm_groups: the cross-modal FPN (ReferFormer, MUTR).
+        input_proj_groups: GroupNorm groups of the input projections.
+        mta_layers, mta_dim_feedforward: MUTR's MTA.
+        video_window, video_enc_layers, video_dec_layers, video_dim_feedforward, video_dropout:
+            the VITA video decoder (MUTR's MTI: window 4; SOC's VOC: window 0).
+        spatial_norm_groups: GroupNorm groups of SOC's spatial decoder.
+    """
+
+    model: str = "referformer"
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    window_size: tuple[int, int, int] = (8, 7, 7)
+    drop_path_rate: float = 0.2
+    text: dict[str, Any] = field(default_factory=dict)
+    d_model: int = 256
+    nheads: int = 8
+    num_queries: int = 5
+    enc_layers: int = 4
+    dec_layers: int = 4
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    enc_n_points: int = 4
+    dec_n_points: int = 4
+    mask_dim: int = 256
+    dynamic_mask_channels: int = 8
+    controller_layers: int = 3
+    fpn_dim_feedforward: int = 2048
+    fpn_norm_groups: int = 8
+    input_proj_groups: int = 32
+    mta_layers: int = 1
+    mta_dim_feedforward: int = 2048
+    video_window: int = 4
+    video_enc_layers: int = 3
+    video_dec_layers: int = 3
+    video_dim_feedforward: int = 2048
+    video_dropout: float = 0.2
+    spatial_norm_groups: int = 8
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; known: {MODEL_NAMES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FamilyConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown family config fields {sorted(unknown)}")
+        values = dict(data)
+        for key in ("depths", "num_heads", "window_size"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def released_config(model: str, backbone: str = "base") -> FamilyConfig:
+    """The official network of ``model`` with Video Swin ``backbone`` (tiny / small / base)."""
+    spec = VIDEO_SWIN_SPECS[backbone]
+    common: dict[str, Any] = {
+        "model": model,
+        "embed_dim": spec.embed_dim,
+        "depths": spec.depths,
+        "num_heads": spec.num_heads,
+    }
+    if model == "soc":
+        common.update(
+            num_queries=20,
+            enc_layers=3,
+            dec_layers=3,
+            mask_dim=8,
+            video_window=0,
+            video_dropout=0.1,
+        )
+    return FamilyConfig(**common)
+
+
+def _backbone(config: FamilyConfig) -> VideoSwinBackbone:
+    return VideoSwinBackbone(
+        embed_dim=config.embed_dim,
+        depths=config.depths,
+        num_heads=config.num_heads,
+        window_size=config.window_size,
+        drop_path_rate=config.drop_path_rate,
+    )
+
+
+def _video_decoder(config: FamilyConfig, *, learned_init: bool) -> VideoQueryDecoder:
+    return VideoQueryDecoder(
+        d_model=config.d_model,
+        num_frame_queries=config.num_queries,
+        num_queries=config.num_queries,
+        nheads=config.nheads,
+        dim_feedforward=config.video_dim_feedforward,
+        enc_layers=config.video_enc_layers,
+        dec_layers=config.video_dec_layers,
+        window_size=config.video_window,
+        learned_init=learned_init,
+        dropout=config.video_dropout,
+    )
+
+
+def build_model(config: FamilyConfig) -> nn.Module:
+    """Assemble the network ``config`` describes (random weights; load a checkpoint after)."""
+    from models.mutr.model import MUTR
+    from models.mutr.mta import MultiScaleTextAggregator
+    from models.referformer.model import ReferFormer
+    from models.soc.model import SOC
+    from models.soc.spatial_decoder import FPNSpatialDecoder
+
+    backbone = _backbone(config)
+    text_encoder = RobertaTextEncoder(**config.text)
+    transformer = DeformableTransformer(
+        d_model=config.d_model,
+        n_heads=config.nheads,
+        num_encoder_layers=config.enc_layers,
+        num_decoder_layers=config.dec_layers,
+        dim_feedforward=config.dim_feedforward,
+        dropout=config.dropout,
+        enc_n_points=config.enc_n_points,
+        dec_n_points=config.dec_n_points,
+    )
+    common: dict[str, Any] = {
+        "backbone": backbone,
+        "text_encoder": text_encoder,
+        "transformer": transformer,
+        "d_model": config.d_model,
+        "nheads": config.nheads,
+        "num_queries": config.num_queries,
+        "mask_dim": config.mask_dim,
+        "dynamic_mask_channels": config.dynamic_mask_channels,
+        "controller_layers": config.controller_layers,
+        "input_proj_groups": config.input_proj_groups,
+    }
+    if config.model == "soc":
+        c2 = backbone.out_channels[0]
+        decoder = FPNSpatialDecoder(
+            config.d_model,
+            [config.d_model, config.d_model, c2],
+            config.mask_dim,
+            norm_groups=config.spatial_norm_groups,
+        )
+        return SOC(
+            mask_decoder=decoder,
+            video_decoder=_video_decoder(config, learned_init=False),
+            **common,
+        )
+    fpn = CrossModalFPNDecoder(
+        [backbone.out_channels[0], *[config.d_model] * 3],
+        conv_dim=config.d_model,
+        mask_dim=config.mask_dim,
+        dim_feedforward=config.fpn_dim_feedforward,
+        nhead=config.nheads,
+        norm_groups=config.fpn_norm_groups,
+    )
+    if config.model == "mutr":
+        mta = MultiScaleTextAggregator(
+            config.d_model, config.nheads, config.mta_dim_feedforward, config.mta_layers
+        )
+        return MUTR(
+            mask_decoder=fpn,
+            mta=mta,
+            video_decoder=_video_decoder(config, learned_init=True),
+            **common,
+        )
+    return ReferFormer(mask_decoder=fpn, **common)

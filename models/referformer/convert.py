@@ -1,0 +1,119 @@
+"""Official ReferFormer / MUTR / SOC checkpoints -> the family's modules, with strict accounting.
+
+Containers: ReferFormer and MUTR save ``{'model': state_dict, 'optimizer', 'lr_scheduler',
+'epoch', 'args': argparse.Namespace}`` (``main.py``); SOC saves ``{'model_state_dict': ...,
+'optimizer_state_dict', ...}`` (``trainer.py``). Files are read by
+:func:`pipeline.checkpoints.read_checkpoint` (``weights_only=True`` with an allow-list).
+
+Key map (official -> port), prefixes:
+
+=====================================  ==================================  =================
+official                               port                                models
+=====================================  ==================================  =================
+``backbone.0.body.``                   ``backbone.``                       all
+``text_encoder.``                      ``text_encoder.model.``             all
+``resizer.`` / ``txt_proj.``           ``text_proj.``                      RF, MUTR / SOC
+``fusion_module.`` / ``vlf.``          ``fusion.``                         RF, MUTR / SOC
+``pixel_decoder.``                     ``mask_decoder.``                   RF, MUTR
+``spatial_decoder.``                   ``mask_decoder.``                   SOC
+``MTA.``                               ``mta.``                            MUTR
+``mti.``                               ``video_decoder.``                  MUTR
+``voc.`` or ``vita.``                  ``video_decoder.``                  SOC (``vita`` =
+                                                                           challenge copy)
+``lvf.``                               ``text_from_video.``                SOC
+``transformer.decoder.bbox_embed.``    tied to ``bbox_embed.`` (folded)    all
+=====================================  ==================================  =================
+
+Everything else (``transformer.*``, ``input_proj.*``, ``query_embed``, ``class_embed.*``,
+``bbox_embed.*``, ``controller.*``) keeps its name. Dropped on purpose: RoBERTa
+``embeddings.position_ids`` (a buffer of transformers < 4.31), every Video-Swin
+``relative_position_index`` (derived from the window; checked equal to the port's first), thop's
+``total_ops`` / ``total_params`` counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from models.common.checkpoint import (
+    CheckpointError,
+    KeyReport,
+    SkipRule,
+    convert_state_dict,
+    extract_state_dict,
+    load_state_strict,
+)
+from models.common.text_encoder import POSITION_IDS_SKIP
+from models.common.video_swin import check_relative_position_index
+
+SKIPS = (
+    POSITION_IDS_SKIP,
+    SkipRule(r".*relative_position_index", "Video-Swin index buffer: derived from the window"),
+    SkipRule(r".*(total_ops|total_params)", "thop profiling counters, not weights"),
+)
+
+_COMMON_PREFIXES = (
+    ("backbone.0.body.", "backbone."),
+    ("text_encoder.", "text_encoder.model."),
+    ("transformer.decoder.bbox_embed.", "bbox_embed."),
+)
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """How one official model stores its weights.
+
+    Attributes:
+        name: the model, for messages.
+        containers: keys of the file dict that may hold the state dict, in order.
+        prefixes: (official, port) prefix renames beyond the family's common ones.
+    """
+
+    name: str
+    containers: tuple[str, ...]
+    prefixes: tuple[tuple[str, str], ...]
+
+    def rename(self, key: str) -> str:
+        for old, new in (*_COMMON_PREFIXES, *self.prefixes):
+            if key.startswith(old):
+                return new + key[len(old) :]
+        return key
+
+
+REFERFORMER_LAYOUT = CheckpointLayout(
+    "ReferFormer",
+    ("model",),
+    (
+        ("resizer.", "text_proj."),
+        ("fusion_module.", "fusion."),
+        ("pixel_decoder.", "mask_decoder."),
+    ),
+)
+
+
+def convert_official(
+    checkpoint: Mapping[str, object], layout: CheckpointLayout
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The port's state dict from an official file's content (or its bare state dict)."""
+    official = extract_state_dict(checkpoint, layout.containers)
+    check_relative_position_index(official, "backbone.0.body.")
+    return convert_state_dict(official, rename=layout.rename, skip=SKIPS)
+
+
+def load_official(
+    model: nn.Module,
+    checkpoint: Mapping[str, object],
+    layout: CheckpointLayout,
+    *,
+    allow_missing: Sequence[str] = (),
+) -> KeyReport:
+    """Load an official checkpoint into ``model`` strictly; raises on any key mismatch."""
+    state, skipped = convert_official(checkpoint, layout)
+    if not state:
+        raise CheckpointError(f"{layout.name} checkpoint holds no weights")
+    load_state_strict(model, state, what=f"{layout.name} checkpoint", allow_missing=allow_missing)
+    return KeyReport(loaded=sorted(state), skipped=skipped)
