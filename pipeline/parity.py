@@ -94,7 +94,7 @@ def read_case(case_dir: str | Path) -> tuple[ParityCase, dict[str, np.ndarray]]:
     if (case_dir / "expected.npz").is_file():
         with np.load(case_dir / "expected.npz") as z:
             expected = {k: z[k] for k in z.files}
-    return ParityCase(case_dir.name, config, state, inputs), expected
+    return ParityCase(case_dir.name, config, state, inputs, directory=case_dir), expected
 
 
 @dataclass(frozen=True)

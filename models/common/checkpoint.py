@@ -109,7 +109,9 @@ def convert_state_dict(
             continue
         new = rename_fn(key)
         if new in state:
-            same = state[new].shape == tensor.shape and torch.equal(state[new], tensor)
+            same = state[new] is tensor or (
+                state[new].shape == tensor.shape and torch.equal(state[new], tensor)
+            )
             if not same:
                 raise CheckpointError(
                     f"official keys {origin[new]!r} and {key!r} both map to {new!r} "

@@ -20,6 +20,7 @@ the folder name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,9 @@ class ParityCase:
     config: dict[str, Any]
     state: dict[str, torch.Tensor]
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    # The case folder, for index lists a case hands over in expected.npz (e.g. UNINEXT's
+    # topk_query_indices: slot numbers to report, not values to compare). None when built in memory.
+    directory: Path | None = None
 
     @property
     def family(self) -> str:
