@@ -121,3 +121,55 @@ def test_sentence_initialised_decoder_needs_init_and_returns_all_layers() -> Non
         dec(x)
     layers = dec(x, torch.randn(1, 16), all_layers=True)
     assert layers.shape == (2, 1, 4, 16)
+
+
+def _official_encode(dec: VideoQueryDecoder, fq: torch.Tensor) -> torch.Tensor:
+    """MTI's eval encoder restated from the official code (seq-first, roll, windows)."""
+    T, fQ, LB, C = fq.shape
+    W, heads = dec.window_size, dec.nheads
+    pad = math.ceil(T / W) * W - T
+    fq = torch.nn.functional.pad(fq, (0, 0, 0, 0, 0, 0, 0, pad))
+    _T = T + pad
+    attn_mask = fq.new_ones(LB, _T).bool()
+    attn_mask[:, :T] = False
+    Nw, half = _T // W, math.ceil(W / 2)
+    window_mask = attn_mask.view(LB * Nw, W)[..., None].repeat(1, 1, fQ).flatten(1)
+    shift = _reference_shift_mask(attn_mask, W, fQ).repeat_interleave(heads, 0)
+
+    def block(i: int, x: torch.Tensor, **mask: torch.Tensor) -> torch.Tensor:
+        sa, ffn = dec.enc_self_attn[i], dec.enc_ffn[i]
+        xb = x.transpose(0, 1)
+        y = sa.self_attn(xb, xb, xb, need_weights=False, **mask)[0].transpose(0, 1)
+        x = sa.norm(x + y)
+        return ffn.norm(x + ffn.linear2(torch.relu(ffn.linear1(x))))
+
+    for i in range(len(dec.enc_self_attn)):
+        if i % 2 == 0:
+            x = fq.view(Nw, W, fQ, LB, C).permute(1, 2, 3, 0, 4).reshape(W * fQ, LB * Nw, C)
+            x = block(i, x, key_padding_mask=window_mask)
+            fq = x.reshape(W, fQ, LB, Nw, C).permute(3, 0, 1, 2, 4).reshape(_T, fQ, LB, C)
+        else:
+            x = torch.roll(fq, half, 0)
+            x = x.view(Nw, W, fQ, LB, C).permute(1, 2, 3, 0, 4).reshape(W * fQ, LB * Nw, C)
+            x = block(i, x, attn_mask=shift)
+            x = x.reshape(W, fQ, LB, Nw, C).permute(3, 0, 1, 2, 4).reshape(_T, fQ, LB, C)
+            fq = torch.roll(x, -half, 0)
+    return fq[:T]
+
+
+@pytest.mark.parametrize("T", [5, 9, 12])
+def test_windowed_encoder_matches_official_restatement(T: int) -> None:
+    torch.manual_seed(0)
+    dec = VideoQueryDecoder(
+        d_model=32,
+        num_frame_queries=3,
+        num_queries=3,
+        nheads=4,
+        dim_feedforward=64,
+        window_size=4,
+    ).eval()
+    x = torch.randn(1, T, 3, 32)
+    with torch.no_grad():
+        ours = dec.encode(x)[0]  # T x Q x C
+        theirs = _official_encode(dec, x[0][:, :, None])[:, :, 0]
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
