@@ -1,0 +1,29 @@
+"""Image encoders of AOT / DeAOT: each returns [stride 4, 8, 16, 16] feature maps."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from vos.encoders.mobilenetv2 import MobileNetV2Encoder
+from vos.encoders.resnet import ResNetEncoder
+from vos.encoders.swin import SwinEncoder
+from vos.variants import EncoderSpec
+
+
+def build_encoder(spec: EncoderSpec) -> nn.Module:
+    """The encoder for ``spec``; its ``out_dims`` gives the four output widths."""
+    if spec.kind == "mobilenetv2":
+        return MobileNetV2Encoder(width_mult=spec.width_mult)
+    if spec.kind == "resnet50":
+        return ResNetEncoder()
+    if spec.kind == "swin":
+        return SwinEncoder(
+            embed_dim=spec.swin_embed_dim,
+            depths=spec.swin_depths,
+            num_heads=spec.swin_heads,
+            window=spec.swin_window,
+        )
+    raise ValueError(f"unknown encoder kind {spec.kind!r}")
+
+
+__all__ = ["MobileNetV2Encoder", "ResNetEncoder", "SwinEncoder", "build_encoder"]

@@ -1,0 +1,357 @@
+"""Attention for AOT and DeAOT: global (long-term / self) and exact 15x15 local (short-term).
+
+Long-term and self attention are plain multi-head softmax attention, computed with
+:func:`torch.nn.functional.scaled_dot_product_attention` (memory-efficient kernels, no
+``hw x hw`` matrix kept). Short-term attention is *local*: each query attends to the
+(2m+1) x (2m+1) window of the memory frame centred on its own position (m = ``max_dis`` = 7),
+with slots outside the frame excluded. The official code computes the window logits with a
+correlation op and then scatters them into a dense ``hw x hw`` matrix for the aggregation;
+here both steps are banded row GEMMs over the window rows (see :func:`local_attention`), so the
+cost is linear in ``hw`` and the result is the same function.
+
+Parameter names follow aot-benchmark ``networks/layers/attention.py`` (``MultiheadAttention``,
+``MultiheadLocalAttentionV2``, ``GatedPropagation``, ``LocalGatedPropagation``), which the
+checkpoints use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vos.layers.basic import DepthwiseConvTokens, tokens_to_map
+
+# A memory's keys and values as tokens: (B x N x Ck, B x N x Cv).
+KeyValue = tuple[torch.Tensor, torch.Tensor]
+# Long-term memory for a batch: one batched pair, or one (1 x N_i x C) pair per batch element
+# (elements may hold different numbers of memory frames).
+MemoryKV = KeyValue | Sequence[KeyValue]
+
+
+def masked_fill_value(dtype: torch.dtype) -> float:
+    """The large negative logit the official code uses: -1e8 in float32, -1e4 otherwise."""
+    return -1e8 if dtype == torch.float32 else -1e4
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``B x N x (heads*d)`` -> ``B x heads x N x d`` (head-major channels, a view)."""
+    b, n, c = x.shape
+    return x.view(b, n, heads, c // heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``B x heads x N x d`` -> ``B x N x (heads*d)``."""
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+def attend(q: torch.Tensor, memory: MemoryKV, heads: int) -> torch.Tensor:
+    """Softmax attention of ``q`` (``B x L x Cq``, already scaled by 1/sqrt(d)) over ``memory``.
+
+    ``memory`` is a batched ``(K, V)`` pair or a sequence of per-element ``(1 x N_i x C)``
+    pairs, so batch elements may carry memories of different lengths without padding.
+    Returns ``B x L x Cv``.
+    """
+    qh = split_heads(q, heads)
+    if isinstance(memory, tuple) and isinstance(memory[0], torch.Tensor):
+        key, value = memory
+        out = F.scaled_dot_product_attention(
+            qh, split_heads(key, heads), split_heads(value, heads), scale=1.0
+        )
+        return merge_heads(out)
+    outs = []
+    for i, (key, value) in enumerate(memory):
+        out = F.scaled_dot_product_attention(
+            qh[i : i + 1], split_heads(key, heads), split_heads(value, heads), scale=1.0
+        )
+        outs.append(out)
+    return merge_heads(torch.cat(outs, dim=0))
+
+
+@lru_cache(maxsize=32)
+def _window_outside(h: int, w: int, max_dis: int, device: torch.device) -> torch.Tensor:
+    """``h x w x S`` bool: window slot s = (dy*(2m+1) + dx) of query (y, x) lies outside."""
+    win = 2 * max_dis + 1
+    off = torch.arange(win, device=device) - max_dis
+    ys = torch.arange(h, device=device)[:, None] + off[None, :]  # h x win
+    xs = torch.arange(w, device=device)[:, None] + off[None, :]  # w x win
+    y_out = (ys < 0) | (ys >= h)
+    x_out = (xs < 0) | (xs >= w)
+    outside = y_out[:, None, :, None] | x_out[None, :, None, :]  # h x w x win x win
+    return outside.reshape(h, w, win * win)
+
+
+def _skew_to_band(a: torch.Tensor, width: int) -> torch.Tensor:
+    """``... x w x win`` window weights -> ``... x w x (w + win - 1)`` banded rows.
+
+    Row x of the result holds ``a[x, j]`` at column ``x + j`` and zeros elsewhere (the
+    Transformer-XL skew: pad, flatten, drop the tail, reshape).
+    """
+    win = a.shape[-1]
+    padded_width = width + win - 1
+    flat = F.pad(a, (0, width)).flatten(-2)  # ... x w*(win + w)
+    return flat[..., : width * padded_width].unflatten(-1, (width, padded_width))
+
+
+def _band_to_skew(full: torch.Tensor, win: int) -> torch.Tensor:
+    """Inverse of :func:`_skew_to_band`: ``... x w x (w + win - 1)`` -> ``... x w x win``."""
+    width = full.shape[-2]
+    flat = F.pad(full.flatten(-2), (0, width))  # ... x w*(w + win)
+    return flat.unflatten(-1, (width, width + win))[..., :win]
+
+
+def local_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    max_dis: int,
+    rel_logits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact local softmax attention over a (2m+1) x (2m+1) window.
+
+    Args:
+        q: N x h x w x d queries, already scaled.
+        k: N x h x w x d keys of the memory frame (same grid).
+        v: N x h x w x dv values of the memory frame.
+        max_dis: m; the window holds offsets -m..m in y and x (slot s = (dy+m)*(2m+1) + dx+m).
+        rel_logits: optional N x h x w x S relative-position logits added before the mask.
+
+    Returns:
+        (out N x h x w x dv, attn N x h x w x S). Slots outside the frame get the official
+        -1e8 logit (-1e4 in half precision), i.e. no weight.
+
+    For each window row dy the logits of a query row against the shifted key row are one
+    ``w x (w+2m)`` GEMM whose band is the ``2m+1`` window slots; the aggregation multiplies the
+    banded weights with the value row. Cost ~ 15 * h * w * (w + 2m) * d: linear in ``h``.
+    """
+    n, h, w, _ = q.shape
+    win = 2 * max_dis + 1
+    kp = F.pad(k, (0, 0, max_dis, max_dis, max_dis, max_dis))  # N x h+2m x w+2m x d
+    kp = kp.transpose(2, 3)  # N x h+2m x d x w+2m
+    logits = q.new_empty(n, h, w, win, win)
+    for dy in range(win):
+        full = torch.matmul(q, kp[:, dy : dy + h])  # N x h x w x (w+2m)
+        logits[:, :, :, dy] = _band_to_skew(full, win)
+    logits = logits.view(n, h, w, win * win)
+    if rel_logits is not None:
+        logits = logits + rel_logits
+    outside = _window_outside(h, w, max_dis, q.device)
+    logits = logits.masked_fill(outside, masked_fill_value(logits.dtype))
+    attn = torch.softmax(logits, dim=-1)
+
+    vp = F.pad(v, (0, 0, max_dis, max_dis, max_dis, max_dis))  # N x h+2m x w+2m x dv
+    attn_rows = attn.view(n, h, w, win, win)
+    out = None
+    for dy in range(win):
+        band = _skew_to_band(attn_rows[:, :, :, dy], w)  # N x h x w x (w+2m)
+        part = torch.matmul(band, vp[:, dy : dy + h])  # N x h x w x dv
+        out = part if out is None else out.add_(part)
+    assert out is not None
+    return out, attn
+
+
+class MultiheadAttention(nn.Module):
+    """Multi-head softmax attention with an output projection (AOT self- and long-term attention).
+
+    Parameters ``linear_Q``, ``linear_K``, ``linear_V`` (only with ``use_linear``) and
+    ``projection``; temperature sqrt(d_model / heads).
+    """
+
+    def __init__(self, d_model: int, num_heads: int = 8, use_linear: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (d_model // num_heads) ** -0.5
+        self.use_linear = use_linear
+        if use_linear:
+            self.linear_Q = nn.Linear(d_model, d_model)
+            self.linear_K = nn.Linear(d_model, d_model)
+            self.linear_V = nn.Linear(d_model, d_model)
+        self.projection = nn.Linear(d_model, d_model)
+
+    def forward(self, q: torch.Tensor, memory: MemoryKV) -> torch.Tensor:
+        """``q`` B x L x C; ``memory`` keys/values (see :data:`MemoryKV`). Returns B x L x C."""
+        if self.use_linear:
+            if not (isinstance(memory, tuple) and isinstance(memory[0], torch.Tensor)):
+                raise TypeError("use_linear attention takes one batched (key, value) pair")
+            q = self.linear_Q(q)
+            memory = (self.linear_K(memory[0]), self.linear_V(memory[1]))
+        return self.projection(attend(q * self.scale, memory, self.num_heads))
+
+
+class LocalAttention(nn.Module):
+    """AOT short-term attention: exact (2m+1)^2 window, relative key and value biases.
+
+    Parameters (official ``MultiheadLocalAttentionV2`` with ``use_linear=False``):
+    ``relative_emb_k`` (grouped 1x1 conv of the *unscaled* query -> heads x S logits),
+    ``relative_emb_v`` (heads x d x S, added as sum_s attn_s * bias_s) and ``projection``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, max_dis: int = 7) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.max_dis = max_dis
+        self.window = (2 * max_dis + 1) ** 2
+        self.head_dim = d_model // num_heads
+        self.scale = self.head_dim**-0.5
+        self.relative_emb_k = nn.Conv2d(
+            d_model, num_heads * self.window, kernel_size=1, groups=num_heads
+        )
+        self.relative_emb_v = nn.Parameter(torch.zeros(num_heads, self.head_dim, self.window))
+        self.projection = nn.Linear(d_model, d_model)
+
+    def forward(
+        self, q: torch.Tensor, key: torch.Tensor, value: torch.Tensor, size_2d: tuple[int, int]
+    ) -> torch.Tensor:
+        """``q``, ``key``, ``value``: B x L x C tokens on the same ``size_2d`` grid."""
+        b, length, _ = q.shape
+        h, w = size_2d
+        heads = self.num_heads
+        rel = self.relative_emb_k(tokens_to_map(q, size_2d))  # B x heads*S x h x w
+        rel = rel.view(b * heads, self.window, h, w).permute(0, 2, 3, 1)
+
+        def grid(x: torch.Tensor) -> torch.Tensor:  # B x L x (heads*d) -> B*heads x h x w x d
+            return x.view(b, h, w, heads, -1).permute(0, 3, 1, 2, 4).reshape(b * heads, h, w, -1)
+
+        out, attn = local_attention(grid(q * self.scale), grid(key), grid(value), self.max_dis, rel)
+        out = out.view(b, heads, length, self.head_dim)
+        bias = torch.matmul(
+            attn.view(b, heads, length, self.window), self.relative_emb_v.transpose(1, 2)
+        )
+        return self.projection(merge_heads(out + bias))
+
+
+def _silu(x: torch.Tensor) -> torch.Tensor:
+    return F.silu(x)
+
+
+class GatedPropagation(nn.Module):
+    """DeAOT gated propagation: softmax attention, values gated by U, 5x5 DW conv, projection.
+
+    With ``use_linear`` (self-propagation) ``linear_QK`` maps the input to the shared Q = K and
+    ``linear_V1/V2``, ``linear_U1/U2`` map each half (visual, ID) of the input to half of the
+    expanded value / gate. Without it (long-term propagation) Q, K, V and U arrive projected.
+    Parameters: ``linear_*`` (optional), ``dw_conv`` and ``projection``.
+    """
+
+    def __init__(
+        self,
+        d_qk: int,
+        d_vu: int,
+        num_heads: int = 1,
+        use_linear: bool = True,
+        d_att: int | None = None,
+        expand_ratio: float = 2.0,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.expand_d_vu = int(d_vu * expand_ratio)
+        self.d_vu = d_vu
+        self.num_heads = num_heads
+        self.hidden_dim = self.expand_d_vu // num_heads
+        self.d_att = d_qk // num_heads if d_att is None else d_att
+        self.scale = self.d_att**-0.5
+        self.use_linear = use_linear
+        if use_linear:
+            half = self.hidden_dim * num_heads // 2
+            self.linear_QK = nn.Linear(d_qk, self.d_att * num_heads)
+            self.linear_V1 = nn.Linear(d_vu // 2, half)
+            self.linear_V2 = nn.Linear(d_vu // 2, half)
+            self.linear_U1 = nn.Linear(d_vu // 2, half)
+            self.linear_U2 = nn.Linear(d_vu // 2, half)
+        self.dw_conv = DepthwiseConvTokens(self.expand_d_vu, dropout=dropout)
+        self.projection = nn.Linear(self.expand_d_vu, d_vu)
+
+    def _join_halves(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """Interleave the two halves per head (official ``cat`` inside ``forward``)."""
+        if self.num_heads == 1:
+            return torch.cat([x1, x2], dim=-1)
+        b, n, _ = x1.shape
+        x1 = x1.view(b, n, self.num_heads, -1)
+        x2 = x2.view(b, n, self.num_heads, -1)
+        return torch.cat([x1, x2], dim=-1).view(b, n, -1)
+
+    def project_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-propagation inputs from ``x`` (B x L x d_vu): (Q = K, V, U)."""
+        qk = self.linear_QK(x)
+        x1, x2 = torch.split(x, self.d_vu // 2, dim=-1)
+        value = _silu(self._join_halves(self.linear_V1(x1), self.linear_V2(x2)))
+        gate = _silu(self._join_halves(self.linear_U1(x1), self.linear_U2(x2)))
+        return qk, value, gate
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        memory: MemoryKV,
+        gate: torch.Tensor,
+        size_2d: tuple[int, int],
+    ) -> torch.Tensor:
+        """``q`` B x L x (heads*d_att); ``memory`` keys/values (values expanded);
+        ``gate`` B x L x expand_d_vu. Returns B x L x d_vu."""
+        out = attend(q * self.scale, memory, self.num_heads) * gate
+        return self.projection(self.dw_conv(out, size_2d))
+
+    def self_propagate(self, x: torch.Tensor, size_2d: tuple[int, int]) -> torch.Tensor:
+        """Self-propagation of ``x`` (B x L x d_vu) -> B x L x d_vu."""
+        qk, value, gate = self.project_inputs(x)
+        return self.forward(qk, (qk, value), gate, size_2d)
+
+
+class LocalGatedPropagation(nn.Module):
+    """DeAOT short-term propagation: exact (2m+1)^2 window attention shared by the visual and ID
+    values, relative key bias, gate, 5x5 DW conv, projection.
+
+    Parameters (official ``LocalGatedPropagation`` with ``use_linear=False``):
+    ``relative_emb_k``, ``dw_conv``, ``projection``.
+    """
+
+    def __init__(
+        self,
+        d_qk: int,
+        d_vu: int,
+        num_heads: int,
+        max_dis: int = 7,
+        d_att: int | None = None,
+        expand_ratio: float = 2.0,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.expand_d_vu = int(d_vu * expand_ratio)
+        self.num_heads = num_heads
+        self.max_dis = max_dis
+        self.window = (2 * max_dis + 1) ** 2
+        self.hidden_dim = self.expand_d_vu // num_heads
+        self.d_att = d_qk // num_heads if d_att is None else d_att
+        self.scale = self.d_att**-0.5
+        d_middle = self.d_att * num_heads
+        self.relative_emb_k = nn.Conv2d(
+            d_middle, num_heads * self.window, kernel_size=1, groups=num_heads
+        )
+        self.dw_conv = DepthwiseConvTokens(self.expand_d_vu, dropout=dropout)
+        self.projection = nn.Linear(self.expand_d_vu, d_vu)
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        gate: torch.Tensor,
+        size_2d: tuple[int, int],
+    ) -> torch.Tensor:
+        """``q``/``key`` B x L x (heads*d_att), ``value``/``gate`` B x L x expand_d_vu (tokens
+        of the query frame and of the short-term memory frame). Returns B x L x d_vu."""
+        b, length, _ = q.shape
+        h, w = size_2d
+        heads = self.num_heads
+        rel = self.relative_emb_k(tokens_to_map(q, size_2d))
+        rel = rel.view(b * heads, self.window, h, w).permute(0, 2, 3, 1)
+
+        def grid(x: torch.Tensor) -> torch.Tensor:
+            return x.view(b, h, w, heads, -1).permute(0, 3, 1, 2, 4).reshape(b * heads, h, w, -1)
+
+        out, _ = local_attention(grid(q * self.scale), grid(key), grid(value), self.max_dis, rel)
+        out = merge_heads(out.view(b, heads, length, self.hidden_dim)) * gate
+        return self.projection(self.dw_conv(out, size_2d))
