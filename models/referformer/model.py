@@ -28,6 +28,7 @@ per clip, or several expressions on one clip (the clip's features are shared).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -77,25 +78,31 @@ class VideoFeatures:
     def num_clips(self) -> int:
         return int(self.image_sizes.shape[0])
 
-    def repeat_clips(self, times: int) -> VideoFeatures:
-        """One clip's features repeated for ``times`` expressions (B must be 1)."""
-        if times == self.num_clips:
+    def for_expressions(self, counts: Sequence[int]) -> VideoFeatures:
+        """Each clip's features repeated for its ``counts[b]`` expressions (clip-major)."""
+        if len(counts) != self.num_clips:
+            raise ValueError(f"{len(counts)} expression counts for {self.num_clips} clips")
+        if all(c == 1 for c in counts):
             return self
-        if self.num_clips != 1:
-            raise ValueError(f"{times} expressions for {self.num_clips} clips: give one clip")
+        T = self.num_frames
+        clip = torch.repeat_interleave(
+            torch.arange(self.num_clips, device=self.image_sizes.device),
+            torch.as_tensor(counts, device=self.image_sizes.device),
+        )
+        frames = (clip[:, None] * T + torch.arange(T, device=clip.device)).reshape(-1)
 
-        def rep(xs: list[torch.Tensor]) -> list[torch.Tensor]:
-            return [x.repeat(times, *([1] * (x.dim() - 1))) for x in xs]
+        def pick(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [x.index_select(0, frames) for x in xs]
 
         return replace(
             self,
-            backbone=rep(self.backbone),
-            backbone_masks=rep(self.backbone_masks),
-            backbone_pos=rep(self.backbone_pos),
-            projected=rep(self.projected),
-            masks=rep(self.masks),
-            pos=rep(self.pos),
-            image_sizes=self.image_sizes.repeat(times, 1),
+            backbone=pick(self.backbone),
+            backbone_masks=pick(self.backbone_masks),
+            backbone_pos=pick(self.backbone_pos),
+            projected=pick(self.projected),
+            masks=pick(self.masks),
+            pos=pick(self.pos),
+            image_sizes=self.image_sizes.index_select(0, clip),
         )
 
 
@@ -324,15 +331,29 @@ class ReferFormer(nn.Module):
         return fused
 
     def decode(
-        self, video: VideoFeatures, text: TextEmbedding, *, taps: bool = False
+        self,
+        video: VideoFeatures,
+        text: TextEmbedding,
+        *,
+        expression_counts: Sequence[int] | None = None,
+        taps: bool = False,
     ) -> RvosOutput:
-        """Segment: E expressions on E clips, or on one clip shared by all.
+        """Segment the expressions on their clips.
+
+        Args:
+            video, text: the encoded clips and expressions (clip-major).
+            expression_counts: expressions of each clip; default one per clip, or all of them
+                on the single clip given.
 
         Returns:
             :class:`RvosOutput` (mask logits at stride ``mask_stride``).
         """
         E = text.words.shape[0]
-        video = video.repeat_clips(E)
+        if expression_counts is None:
+            expression_counts = [E] if video.num_clips == 1 else [1] * video.num_clips
+        if sum(expression_counts) != E:
+            raise ValueError(f"expression counts {list(expression_counts)} do not sum to {E}")
+        video = video.for_expressions(expression_counts)
         T, Q = video.num_frames, self.num_queries
         N = E * T
         fused = self.fuse(video, text)
@@ -393,9 +414,11 @@ class ReferFormer(nn.Module):
         attention_mask: torch.Tensor,
         pad_mask: torch.Tensor | None = None,
         image_sizes: torch.Tensor | None = None,
+        expression_counts: Sequence[int] | None = None,
     ) -> RvosOutput:
-        """Training / one-shot entry: B clips with one expression each (or one clip, E exprs)."""
+        """Training / one-shot entry: :meth:`encode_video`, :meth:`encode_text`, :meth:`decode`."""
         return self.decode(
             self.encode_video(frames, pad_mask, image_sizes),
             self.encode_text(input_ids, attention_mask),
+            expression_counts=expression_counts,
         )
