@@ -96,19 +96,32 @@ class StepResult:
     """A track's prediction for one frame.
 
     Attributes:
-        probs: (1 + N) x H x W float32 probabilities at the original size: background, then
-            the track's objects in :attr:`obj_ids` order.
-        obj_ids: the objects' ids.
+        probs: C x H x W float32 probabilities at the original size: background, then the
+            track's objects in :attr:`obj_ids` order; with ``mask_unused_ids=False`` the unused
+            identity channels follow (C = 1 + engines * max_objects), as the RVOS challenge's
+            arg-max sees them.
+        obj_ids: the objects' ids (channels 1 .. N).
     """
 
     probs: torch.Tensor
     obj_ids: tuple[int, ...]
 
     @property
+    def channels(self) -> torch.Tensor:
+        """H x W int64 arg-max channel (0 = background)."""
+        return self.probs.argmax(0)
+
+    @property
     def labels(self) -> torch.Tensor:
-        """H x W int64 object ids (0 = background) of the arg-max."""
-        lut = torch.tensor((0, *self.obj_ids), device=self.probs.device)
-        return lut[self.probs.argmax(0)]
+        """H x W int64 object ids of the arg-max (0 = background, -1 = an unused identity)."""
+        lut = torch.full((self.probs.shape[0],), -1, dtype=torch.long, device=self.probs.device)
+        lut[: 1 + len(self.obj_ids)] = torch.tensor((0, *self.obj_ids), device=self.probs.device)
+        return lut[self.channels]
+
+    @property
+    def foreground(self) -> torch.Tensor:
+        """H x W bool: any identity won the arg-max (how binary RVOS masks are read)."""
+        return self.channels != 0
 
 
 class ObjectRegistry:
@@ -454,13 +467,11 @@ class Session:
         for name in names:
             registry = self._tracks[name].registry
             probs = torch.stack(per_aug[name]).mean(0)
-            results[name] = StepResult(
-                self._used_channels(probs, registry), tuple(registry.obj_ids)
-            )
+            results[name] = StepResult(self._considered(probs, name), tuple(registry.obj_ids))
         self._pending_tracks = names
         self._pending_own = per_aug
         if update:
-            self.update_memory({name: results[name].labels for name in names})
+            self._write_memory({name: results[name].channels for name in names})
         return results
 
     def _read_memories(self, slots: list[EngineSlot]) -> list[tuple[object, KeyValue]]:
@@ -491,19 +502,30 @@ class Session:
         merged = torch.cat([background, *[p[1 : 1 + k] for p in probs]]).clamp(1e-5, 1 - 1e-5)
         return torch.softmax(torch.logit(merged), dim=0)
 
-    def _used_channels(self, probs: torch.Tensor, registry: ObjectRegistry) -> torch.Tensor:
-        """Keep background + the track's objects (drop unused identity channels)."""
-        return probs[: 1 + len(registry.obj_ids)]
+    def _considered(self, probs: torch.Tensor, track: TrackId) -> torch.Tensor:
+        """The channels the arg-max considers: background + objects, plus the unused identity
+        channels when they are not masked."""
+        if not self.propagator.mask_unused_ids:
+            return probs
+        return probs[: 1 + len(self._tracks[track].registry.obj_ids)]
 
     @torch.inference_mode()
     def update_memory(self, labels: dict[TrackId, torch.Tensor]) -> None:
         """Write the last stepped frame into memory, with ``labels[track]`` (H x W object ids
-        at the original size) for every track of that step."""
+        at the original size, 0 = background) for every track of that step."""
         if set(labels) != set(self._pending_tracks):
             raise ValueError(
                 f"update_memory needs labels for exactly the stepped tracks "
                 f"{self._pending_tracks}, got {list(labels)}"
             )
+        channels = {}
+        for name, label in labels.items():
+            registry = self._tracks[name].registry
+            channels[name] = registry.channels(label.to(self.propagator.device))
+        self._write_memory(channels)
+
+    def _write_memory(self, channels: dict[TrackId, torch.Tensor]) -> None:
+        """Fuse each stepped slot's memory with its identities (H x W channel maps)."""
         net = self.network
         own = self.propagator.tta.memory_update == "own" and len(self.augmentations) > 1
         for pending in self._pending:
@@ -513,11 +535,11 @@ class Session:
             for name, _, g in slot_keys:
                 registry = self._tracks[name].registry
                 if own:
-                    probs = self._pending_own[name][aug_index]
-                    channels = probs[: 1 + len(registry.obj_ids)].argmax(0)
+                    track_channels = self._considered(self._pending_own[name][aug_index], name)
+                    track_channels = track_channels.argmax(0)
                 else:
-                    channels = registry.channels(labels[name].to(self.propagator.device))
-                local_maps.append(registry.engine_labels(channels, g))
+                    track_channels = channels[name]
+                local_maps.append(registry.engine_labels(track_channels, g))
             local = torch.stack(local_maps)
             local = resize_labels(local.flip(-1) if aug.flip else local, pending.input_size)
             with self.propagator.precision():

@@ -211,7 +211,7 @@ class LocalAttention(nn.Module):
         h, w = size_2d
         heads = self.num_heads
         rel = self.relative_emb_k(tokens_to_map(q, size_2d))  # B x heads*S x h x w
-        rel = rel.view(b * heads, self.window, h, w).permute(0, 2, 3, 1)
+        rel = rel.reshape(b * heads, self.window, h, w).permute(0, 2, 3, 1)
 
         def grid(x: torch.Tensor) -> torch.Tensor:  # B x L x (heads*d) -> B*heads x h x w x d
             return x.view(b, h, w, heads, -1).permute(0, 3, 1, 2, 4).reshape(b * heads, h, w, -1)
@@ -347,7 +347,7 @@ class LocalGatedPropagation(nn.Module):
         h, w = size_2d
         heads = self.num_heads
         rel = self.relative_emb_k(tokens_to_map(q, size_2d))
-        rel = rel.view(b * heads, self.window, h, w).permute(0, 2, 3, 1)
+        rel = rel.reshape(b * heads, self.window, h, w).permute(0, 2, 3, 1)
 
         def grid(x: torch.Tensor) -> torch.Tensor:
             return x.view(b, h, w, heads, -1).permute(0, 3, 1, 2, 4).reshape(b * heads, h, w, -1)
