@@ -184,23 +184,40 @@ class UninextModel(nn.Module):
         return TextFeatures(hidden, attention_mask)
 
     # ---- stage 2: images -----------------------------------------------------------------
-    def prepare_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_images(
+        self, images: torch.Tensor, image_sizes: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalise and pad network-sized frames.
 
         Args:
             images: N x 3 x H x W RGB in 0..255 (uint8 or float), already resized.
+            image_sizes: N x 2 (h, w) content size of each row when frames of different sizes
+                were batched top-left (training); None when every row fills H x W.
 
         Returns:
-            (N x 3 x Hp x Wp normalised images zero-padded bottom/right to the backbone's
-            size divisibility, N x Hp x Wp bool padding mask).
+            (N x 3 x Hp x Wp normalised images, zero outside the content and padded
+            bottom/right to the backbone's size divisibility, N x Hp x Wp bool padding mask).
         """
         x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
-        return pad_frames(x, max(self.size_divisibility, 1))
+        x, mask = pad_frames(x, max(self.size_divisibility, 1))
+        if image_sizes is not None:
+            for row, (h, w) in enumerate(image_sizes.tolist()):
+                mask[row] = True
+                mask[row, :h, :w] = False
+            x = x.masked_fill(mask[:, None], 0.0)
+        return x, mask
 
-    def encode_images(self, images: torch.Tensor) -> VisualFeatures:
-        """N x 3 x H x W RGB 0..255 network-sized frames -> per-level transformer inputs."""
+    def encode_images(
+        self, images: torch.Tensor, image_sizes: torch.Tensor | None = None
+    ) -> VisualFeatures:
+        """Per-level transformer inputs of network-sized frames.
+
+        Args:
+            images: N x 3 x H x W RGB 0..255.
+            image_sizes: N x 2 content sizes of a padded training batch (see prepare_images).
+        """
         N, _, H, W = images.shape
-        x, mask = self.prepare_images(images)
+        x, mask = self.prepare_images(images, image_sizes)
         feats = self.backbone(x)
         srcs, masks = [], []
         for level, feat in enumerate(feats):
@@ -212,7 +229,10 @@ class UninextModel(nn.Module):
             masks.append(resize_mask(masks[0], tuple(src.shape[-2:])))
         half = srcs[0].shape[1] // 2
         poses = [sine_position_2d(m, half).to(s.dtype) for m, s in zip(masks, srcs, strict=True)]
-        sizes = torch.tensor([[H, W]], dtype=torch.long, device=images.device).expand(N, 2)
+        if image_sizes is None:
+            sizes = torch.tensor([[H, W]], dtype=torch.long, device=images.device).expand(N, 2)
+        else:
+            sizes = image_sizes.to(device=images.device, dtype=torch.long)
         return VisualFeatures(srcs, masks, poses, sizes)
 
     # ---- stage 3: fusion, transformer, heads ---------------------------------------------
