@@ -247,3 +247,38 @@ def test_import_corrupt_png_names_it_and_leaves_no_partial_video(tmp_path: Path)
     bad.write_bytes(encode_mask_png(np.zeros((6, 7), bool)))
     report = import_masks(tmp_path / "rf", tmp_path / "ms")
     assert (report.videos, report.skipped) == (1, 1) and ms.videos() == ["v1", "v2"]
+
+
+def test_rle_strings_are_pycocotools_own() -> None:
+    import warnings
+
+    from pipeline.masks.rle import COLUMN_MAJOR, ROW_MAJOR, decode_masks, encode_masks
+
+    rng = np.random.default_rng(7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pycocotools under numpy 2
+        for trial in range(120):
+            H, W = int(rng.integers(1, 50)), int(rng.integers(1, 50))
+            masks = rng.random((2, H, W)) < rng.random()
+            if trial % 4 == 1:
+                masks[0] = True  # a run longer than 2^15, negative deltas, leading ones
+            elif trial % 4 == 2:
+                masks[:] = False
+            for order in (ROW_MAJOR, COLUMN_MAJOR):
+                ours = encode_masks(masks, order)
+                theirs = [
+                    mask_utils.encode(
+                        np.ascontiguousarray(m).T if order == ROW_MAJOR else np.asfortranarray(m)
+                    )["counts"].decode()
+                    for m in masks
+                ]
+                assert ours == theirs
+                np.testing.assert_array_equal(decode_masks(ours, (H, W), order), masks)
+        big = np.zeros((1, 720, 1280), bool)
+        big[0, 650:, 1100:] = True
+        (counts,) = encode_masks(big, COLUMN_MAJOR)
+        np.testing.assert_array_equal(
+            mask_utils.decode({"size": [720, 1280], "counts": counts}), big[0]
+        )
+    with pytest.raises(ValueError, match="covers"):
+        decode_masks(encode_masks(big), (720, 1279))
