@@ -77,6 +77,7 @@ class EngineConfig:
     reset_between_passes: bool = False
     max_long_edge: int | None = 1040
     ensemble_memory_update: bool = True
+    mask_unused_ids: bool = True  # False: all identities stay live (the challenge's AOT copy)
     pack_expressions: bool = True
 
 
