@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -220,6 +220,32 @@ def decode_mask_png(data: bytes, name: str | Path) -> np.ndarray:
 def read_mask_png(path: str | Path) -> np.ndarray:
     """A mask file as ``H x W bool`` (non-zero = foreground)."""
     return decode_mask_png(read_png_bytes(path), path)
+
+
+def decode_mask_stack(datas: Iterable[tuple[bytes, str]]) -> np.ndarray:
+    """Decode PNG masks, given as ``(bytes, name)``, into one ``T x H x W bool`` array.
+
+    Filled in place (no per-frame copies); a frame of another size names both files."""
+    out: np.ndarray | None = None
+    first = ""
+    items = list(datas)
+    for k, (data, name) in enumerate(items):
+        pixels = decode_png_pixels(data, name)
+        if out is None:
+            out = np.empty((len(items), *pixels.shape[:2]), bool)
+            first = name
+        if pixels.shape[:2] != out.shape[1:]:
+            raise InputFileError(
+                f"{name} is {pixels.shape[0]}x{pixels.shape[1]}, the track's first frame "
+                f"{first} is {out.shape[1]}x{out.shape[2]}"
+            )
+        if pixels.ndim == 3:
+            np.any(pixels, axis=2, out=out[k])
+        else:
+            np.not_equal(pixels, 0, out=out[k])
+    if out is None:
+        raise InputFileError("no PNG files to read")
+    return out
 
 
 # --------------------------------------------------------------------------------------------

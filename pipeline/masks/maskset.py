@@ -29,9 +29,10 @@ from pipeline.errors import InputFileError, UserError
 from pipeline.io import (
     atomic_write_bytes,
     atomic_write_json,
+    decode_mask_stack,
     encode_mask_png,
     read_json,
-    read_mask_png,
+    read_png_bytes,
     staging_dir,
 )
 from pipeline.keyframes import KeyFrames, read_key_frame_json, write_key_frame_json
@@ -168,16 +169,12 @@ class MaskSet:
                 rle = record["rle"]
                 masks = decode_masks(rle["counts"], (H, W), rle.get("order", COLUMN_MAJOR))
             else:
-                folder = self._png_dir(video, exp)
-                masks = np.empty((len(frames), H, W), bool)
-                for k, fid in enumerate(frames):
-                    png = folder / f"{fid}.png"
-                    m = read_mask_png(png)
-                    if m.shape != (H, W):
-                        raise InputFileError(
-                            f"{png} is {m.shape[0]}x{m.shape[1]}, expected {H}x{W}"
-                        )
-                    masks[k] = m
+                pngs = [self._png_dir(video, exp) / f"{fid}.png" for fid in frames]
+                masks = decode_mask_stack((read_png_bytes(p), str(p)) for p in pngs)
+                if masks.shape[1:] != (H, W):
+                    raise InputFileError(
+                        f"{pngs[0]} is {masks.shape[1]}x{masks.shape[2]}, expected {H}x{W}"
+                    )
         except (KeyError, TypeError, ValueError) as err:
             raise InputFileError(f"{path}: malformed track record: {err!r}") from err
         probs = None

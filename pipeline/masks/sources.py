@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from pipeline.errors import InputFileError, UserError
-from pipeline.io import decode_mask_png, read_mask_png
+from pipeline.io import decode_mask_stack, read_png_bytes
 from pipeline.keyframes import parse_key_frames, read_key_frame_json
 from pipeline.masks.maskset import MaskSet, exp_sort_key
 from pipeline.masks.track import Track
@@ -55,16 +55,6 @@ def source_name(path: Path) -> str:
     if path.suffix.lower() == ".zip":
         return path.stem
     return path.parent.name if path.name == "Annotations" else path.name
-
-
-def _stack(masks: list[np.ndarray], names: list[str]) -> np.ndarray:
-    for m, name in zip(masks, names, strict=True):
-        if m.shape != masks[0].shape:
-            raise InputFileError(
-                f"{name} is {m.shape[0]}x{m.shape[1]}, the track's first frame "
-                f"{names[0]} is {masks[0].shape[0]}x{masks[0].shape[1]}"
-            )
-    return np.stack(masks)
 
 
 def _scores_for(scores: Scores | None, video: str, exp: str, frames: int, where: str):
@@ -125,7 +115,7 @@ class PngFolderSource:
         if not frames:
             raise InputFileError(f"{self.base / video / exp}: no PNG files")
         paths = [self.base / video / exp / f"{f}.png" for f in frames]
-        masks = _stack([read_mask_png(p) for p in paths], [str(p) for p in paths])
+        masks = decode_mask_stack((read_png_bytes(p), str(p)) for p in paths)
         scores = _scores_for(self._scores, video, exp, len(frames), str(self.base / video / exp))
         return Track(tuple(frames), masks, scores)
 
@@ -251,11 +241,7 @@ class ZipSource:
     def read(self, video: str, exp: str) -> Track:
         frames = self.frame_ids(video, exp)
         members = [self._index[video][exp][f] for f in frames]
-        names = [f"{self.path}:{m}" for m in members]
-        masks = _stack(
-            [decode_mask_png(self.member_bytes(m), n) for m, n in zip(members, names, strict=True)],
-            names,
-        )
+        masks = decode_mask_stack((self.member_bytes(m), f"{self.path}:{m}") for m in members)
         scores = _scores_for(self._scores, video, exp, len(frames), f"{self.path}:{video}/{exp}")
         return Track(tuple(frames), masks, scores)
 
