@@ -147,10 +147,7 @@ class UninextModel(nn.Module):
         controller: MLP,
         mask_head: MaskHeadSmallConv,
         dynamic_mask_head: DynamicMaskHead,
-        pixel_mean: tuple[float, float, float],
-        pixel_std: tuple[float, float, float],
-        min_size: int,
-        max_size: int,
+        spec: UninextSpec,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -164,10 +161,22 @@ class UninextModel(nn.Module):
         self.controller = controller
         self.mask_head = mask_head
         self.dynamic_mask_head = dynamic_mask_head
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(3, 1, 1), persistent=False)
-        self.min_size = min_size
-        self.max_size = max_size
+        # The architecture record (weights files and producers rebuild / adjust from it); the
+        # test-time resize rule is read from it, so a producer option can change it.
+        self.spec = spec
+        mean, std = torch.tensor(spec.pixel_mean), torch.tensor(spec.pixel_std)
+        self.register_buffer("pixel_mean", mean.view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", std.view(3, 1, 1), persistent=False)
+
+    @property
+    def min_size(self) -> int:
+        """Test-time shortest edge (``ResizeShortestEdge``)."""
+        return int(self.spec.min_size)
+
+    @property
+    def max_size(self) -> int:
+        """Test-time cap on the longest edge."""
+        return int(self.spec.max_size)
 
     @property
     def size_divisibility(self) -> int:
@@ -185,7 +194,11 @@ class UninextModel(nn.Module):
 
     # ---- stage 2: images -----------------------------------------------------------------
     def prepare_images(
-        self, images: torch.Tensor, image_sizes: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        image_sizes: torch.Tensor | None = None,
+        *,
+        normalized: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalise and pad network-sized frames.
 
@@ -193,12 +206,16 @@ class UninextModel(nn.Module):
             images: N x 3 x H x W RGB in 0..255 (uint8 or float), already resized.
             image_sizes: N x 2 (h, w) content size of each row when frames of different sizes
                 were batched top-left (training); None when every row fills H x W.
+            normalized: ``images`` are already ``(x - pixel_mean) / pixel_std`` (float).
 
         Returns:
             (N x 3 x Hp x Wp normalised images, zero outside the content and padded
             bottom/right to the backbone's size divisibility, N x Hp x Wp bool padding mask).
         """
-        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        if normalized:
+            x = images.to(self.pixel_mean.dtype)
+        else:
+            x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
         x, mask = pad_frames(x, max(self.size_divisibility, 1))
         if image_sizes is not None:
             for row, (h, w) in enumerate(image_sizes.tolist()):
@@ -208,16 +225,21 @@ class UninextModel(nn.Module):
         return x, mask
 
     def encode_images(
-        self, images: torch.Tensor, image_sizes: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        image_sizes: torch.Tensor | None = None,
+        *,
+        normalized: bool = False,
     ) -> VisualFeatures:
         """Per-level transformer inputs of network-sized frames.
 
         Args:
             images: N x 3 x H x W RGB 0..255.
             image_sizes: N x 2 content sizes of a padded training batch (see prepare_images).
+            normalized: the images are already normalised (see prepare_images).
         """
         N, _, H, W = images.shape
-        x, mask = self.prepare_images(images, image_sizes)
+        x, mask = self.prepare_images(images, image_sizes, normalized=normalized)
         feats = self.backbone(x)
         srcs, masks = [], []
         for level, feat in enumerate(feats):
@@ -347,8 +369,5 @@ def build_uninext(spec: UninextSpec) -> UninextModel:
         controller=controller,
         mask_head=MaskHeadSmallConv(d, spec.mask_hidden, spec.mask_channels),
         dynamic_mask_head=dynamic,
-        pixel_mean=spec.pixel_mean,
-        pixel_std=spec.pixel_std,
-        min_size=spec.min_size,
-        max_size=spec.max_size,
+        spec=spec,
     )

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from models.common.rvos_inference import IMAGENET_MEAN, IMAGENET_STD
+from models.train.batch import ClipBatch
 from models.train.boxes import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
 from models.train.losses import LossWeights, box_losses, class_loss, mask_losses, subsample_targets
 from models.uninext.model import Predictions, UninextModel
@@ -37,7 +39,7 @@ class FrameBatch:
     """Referring frames, batched top-left and zero-padded.
 
     Attributes:
-        images: N x 3 x H x W uint8 RGB at network size.
+        images: N x 3 x H x W uint8 RGB at network size (or normalised floats).
         image_sizes: N x 2 int64 (h, w) content size of each row.
         input_ids / attention_mask: N x T the row's expression (0/1 mask).
         masks: N x H x W bool, the referred object (all False where it is out of view).
@@ -48,9 +50,37 @@ class FrameBatch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     masks: torch.Tensor
+    normalized: bool = False  # images hold (x - pixel_mean) / pixel_std floats
 
     def to(self, device: torch.device | str) -> FrameBatch:
-        return FrameBatch(*(t.to(device) for t in self.__dict__.values()))
+        tensors = [self.images, self.image_sizes, self.input_ids, self.attention_mask, self.masks]
+        return FrameBatch(*(t.to(device) for t in tensors), normalized=self.normalized)
+
+    @classmethod
+    def from_clips(cls, batch: ClipBatch, model: UninextModel) -> FrameBatch:
+        """Every frame of every (clip, expression) of a :class:`ClipBatch` as its own sample.
+
+        The clip frames are ImageNet-normalised (``pipeline/training/rvos_clips.py``); they are
+        re-expressed in the model's pixel statistics (the same numbers for UNINEXT).
+        """
+        B, T = batch.frames.shape[:2]
+        clip_of = torch.repeat_interleave(
+            torch.arange(B), torch.tensor(batch.expression_counts, dtype=torch.long)
+        )  # X
+        frames = batch.frames[clip_of].flatten(0, 1)  # (X*T) x 3 x Hp x Wp
+        dev = frames.device
+        mean_in = torch.tensor(IMAGENET_MEAN, device=dev).view(1, 3, 1, 1) * 255
+        std_in = torch.tensor(IMAGENET_STD, device=dev).view(1, 3, 1, 1) * 255
+        raw = frames * std_in + mean_in
+        images = (raw - model.pixel_mean.to(dev)) / model.pixel_std.to(dev)
+        return cls(
+            images=images,
+            image_sizes=batch.image_sizes[clip_of].repeat_interleave(T, dim=0),
+            input_ids=batch.input_ids.repeat_interleave(T, dim=0),
+            attention_mask=batch.attention_mask.repeat_interleave(T, dim=0),
+            masks=batch.masks.flatten(0, 1) > 0.5,
+            normalized=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -131,7 +161,7 @@ def uninext_losses(
 ) -> dict[str, torch.Tensor]:
     """Weighted loss terms of one batch and their sum under ``"loss"``."""
     text = model.encode_text(batch.input_ids, batch.attention_mask)
-    visual = model.encode_images(batch.images, batch.image_sizes)
+    visual = model.encode_images(batch.images, batch.image_sizes, normalized=batch.normalized)
     preds = model.decode(visual, text, all_layers=True)
     targets = target_boxes(batch.masks, batch.image_sizes)
     present = batch.masks.flatten(1).any(1)
@@ -187,3 +217,8 @@ def _mask_and_iou_terms(
         "mask": weights.mask * focal,
         "dice": weights.dice * dice,
     }
+
+
+def uninext_clip_loss(model: UninextModel, batch: ClipBatch) -> dict[str, torch.Tensor]:
+    """:func:`uninext_losses` on a clip batch (``lsvos train-rvos``), frames as samples."""
+    return uninext_losses(model, FrameBatch.from_clips(batch, model))

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from models.train.loop import OptimConfig, Trainer
 from models.uninext.model import build_uninext
 from models.uninext.spec import UNINEXT_TINY
-from models.uninext.train import FrameBatch, match_queries, target_boxes, uninext_losses
+from models.uninext.train import (
+    FrameBatch,
+    match_queries,
+    target_boxes,
+    uninext_clip_loss,
+    uninext_losses,
+)
 
 
 def _batch() -> FrameBatch:
@@ -51,3 +59,28 @@ def test_a_tiny_model_learns_a_batch() -> None:
     config = OptimConfig(steps=20, lr=1e-3, lr_by_prefix={}, grad_clip=0.1)
     history = Trainer(model, uninext_losses, config).fit([batch] * 20, log_every=5)
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
+
+
+def test_clip_batches_become_frame_samples(tmp_path) -> None:
+    from pipeline.data import write_synthetic_benchmark
+    from pipeline.tokenize import build_word_tokenizer
+    from pipeline.training.rvos_clips import ClipConfig, RVOSClipDataset
+
+    root = write_synthetic_benchmark(tmp_path / "synth", seed=1, videos=1, sizes=((48, 64),))
+    tokenizer = build_word_tokenizer((root / "vocabulary.txt").read_text().split())
+    clips = RVOSClipDataset(
+        root, tokenizer, ClipConfig(num_frames=2, short_sides=(64,), min_size=64)
+    )
+    batch = clips.batch(0, 2)
+    spec = UNINEXT_TINY
+    text = replace(spec.text, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id)
+    model = build_uninext(replace(spec, text=text))
+    frames = FrameBatch.from_clips(batch, model)
+    assert frames.images.shape[0] == 4 and frames.normalized
+    h, w = frames.image_sizes[0].tolist()
+    # ImageNet statistics in 0..255 are UNINEXT's: the normalised pixels carry over unchanged
+    torch.testing.assert_close(frames.images[:2, :, :h, :w], batch.frames[0, :, :, :h, :w])
+    torch.testing.assert_close(frames.masks[:2], batch.masks[0] > 0.5)
+    terms = uninext_clip_loss(model, batch)
+    assert torch.isfinite(terms["loss"])
+    terms["loss"].backward()
