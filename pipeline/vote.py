@@ -327,8 +327,7 @@ def _vote_one(
         for group_tracks, group_keys in iter_vote_video(
             tracks, order, spec, recorded_key_frames=recorded, video=video
         ):
-            for exp, track in group_tracks.items():
-                out.write(video, exp, track)
+            out.write_group(video, group_tracks)
             keys.update(group_keys)
         if keys:
             out.write_key_frames(video, keys)

@@ -196,9 +196,29 @@ class MaskSet:
 
     def write(self, video: str, exp: str, track: Track) -> None:
         """Write one track atomically (the video stays invisible until :meth:`mark_complete`)."""
+        self.write_group(video, {exp: track})
+
+    def write_group(self, video: str, tracks: Mapping[str, Track]) -> None:
+        """Write several tracks of a video; tracks sharing one ``masks`` array (a pooled vote
+        writes one fused mask for both expressions of a pair) are encoded once."""
         _check_name("video", video)
-        _check_name("expression", exp)
+        for exp in tracks:
+            _check_name("expression", exp)
         self._marker_path(video).unlink(missing_ok=True)
+        encoded: list[tuple[np.ndarray, list]] = []
+        for exp, track in tracks.items():
+            cached = next((enc for masks, enc in encoded if masks is track.masks), None)
+            if cached is None:
+                cached = self._encode(track.masks)
+                encoded.append((track.masks, cached))
+            self._store(video, exp, track, cached)
+
+    def _encode(self, masks: np.ndarray) -> list:
+        if self.storage == "rle":
+            return encode_masks(masks, ROW_MAJOR)
+        return [encode_mask_png(m) for m in masks]
+
+    def _store(self, video: str, exp: str, track: Track, encoded: list) -> None:
         H, W = track.size
         record: dict = {
             "frames": list(track.frame_ids),
@@ -207,11 +227,11 @@ class MaskSet:
             "probs": track.probs is not None,
         }
         if self.storage == "rle":
-            record["rle"] = {"order": ROW_MAJOR, "counts": encode_masks(track.masks, ROW_MAJOR)}
+            record["rle"] = {"order": ROW_MAJOR, "counts": encoded}
         else:
             with staging_dir(self._png_dir(video, exp)) as tmp:
-                for fid, mask in zip(track.frame_ids, track.masks, strict=True):
-                    (tmp / f"{fid}.png").write_bytes(encode_mask_png(mask))
+                for fid, data in zip(track.frame_ids, encoded, strict=True):
+                    (tmp / f"{fid}.png").write_bytes(data)
         if track.probs is not None:
             buf = io.BytesIO()
             np.save(buf, track.probs.astype(np.float16), allow_pickle=False)

@@ -89,17 +89,19 @@ def encode_masks(masks: np.ndarray, order: str = ROW_MAJOR) -> list[str]:
 def decode_masks(
     counts: Sequence[str | bytes], size: tuple[int, int], order: str = ROW_MAJOR
 ) -> np.ndarray:
-    """Compressed RLE strings (one per frame) of ``(H, W)`` masks to ``T x H x W bool``."""
+    """Compressed RLE strings (one per frame) of ``(H, W)`` masks to ``T x H x W bool``.
+
+    One ``np.repeat`` over the runs of every frame writes the whole stack in one pass."""
     _check_order(order)
     H, W = size
-    values = np.zeros(1, np.uint8)
-    out = np.empty((len(counts), H, W), np.uint8)
-    for k, c in enumerate(counts):
-        runs = string_to_runs(c)
-        if runs.sum() != H * W:
-            raise ValueError(f"RLE of frame {k} covers {runs.sum()} pixels, not {H}x{W}")
-        if values.size < runs.size:
-            values = np.resize(np.array([0, 1], np.uint8), runs.size)
-        flat = np.repeat(values[: runs.size], runs)
-        out[k] = flat.reshape(H, W) if order == ROW_MAJOR else flat.reshape(W, H).T
-    return out.view(bool)
+    runs = [string_to_runs(c) for c in counts]
+    for k, r in enumerate(runs):
+        if r.sum() != H * W:
+            raise ValueError(f"RLE of frame {k} covers {r.sum()} pixels, not {H}x{W}")
+    if not runs:
+        return np.zeros((0, H, W), bool)
+    parity = [np.arange(r.size, dtype=np.uint8) & 1 for r in runs]  # runs alternate 0, 1, ...
+    flat = np.repeat(np.concatenate(parity), np.concatenate(runs))
+    if order == ROW_MAJOR:
+        return flat.reshape(len(runs), H, W).view(bool)
+    return np.ascontiguousarray(flat.reshape(len(runs), W, H).transpose(0, 2, 1)).view(bool)
