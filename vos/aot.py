@@ -68,11 +68,11 @@ def _position(size_2d: tuple[int, int], dim: int, device: torch.device) -> torch
 class AOT(nn.Module):
     """The AOT network for one :class:`~vos.variants.EngineSpec` (``family == "aot"``)."""
 
-    def __init__(self, spec: EngineSpec) -> None:
+    def __init__(self, spec: EngineSpec, *, trainable_norm: bool = False) -> None:
         super().__init__()
         self.spec = spec
         self.max_objects = spec.max_objects
-        self.encoder = build_encoder(spec.encoder)
+        self.encoder = build_encoder(spec.encoder, nn.BatchNorm2d if trainable_norm else None)
         dims = tuple(self.encoder.out_dims)  # type: ignore[arg-type]
         self.encoder_dims = dims
         self.encoder_projector = nn.Conv2d(dims[-1], spec.d_model, kernel_size=1)

@@ -19,8 +19,8 @@ from vos.variants import EngineSpec
 class DeAOT(AOT):
     """The DeAOT network for one :class:`~vos.variants.EngineSpec` (``family == "deaot"``)."""
 
-    def __init__(self, spec: EngineSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: EngineSpec, *, trainable_norm: bool = False) -> None:
+        super().__init__(spec, trainable_norm=trainable_norm)
         self.id_norm = nn.LayerNorm(spec.d_model)
 
     def _build_propagation(self, spec: EngineSpec) -> nn.Module:
@@ -43,6 +43,8 @@ class DeAOT(AOT):
         return self.id_norm(map_to_tokens(self.id_bank(one_hot)))
 
 
-def build_network(spec: EngineSpec) -> AOT:
-    """An untrained AOT or DeAOT network for ``spec``."""
-    return DeAOT(spec) if spec.family == "deaot" else AOT(spec)
+def build_network(spec: EngineSpec, *, trainable_norm: bool = False) -> AOT:
+    """An untrained AOT or DeAOT network for ``spec`` (``trainable_norm``: BatchNorm2d in a CNN
+    encoder instead of the frozen one, for training from scratch)."""
+    cls = DeAOT if spec.family == "deaot" else AOT
+    return cls(spec, trainable_norm=trainable_norm)

@@ -28,13 +28,48 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
-from vos.session import FrameFeatures, Propagator, Session
+from vos.session import FrameFeatures
 
 ExpressionId = Hashable
+
+
+class StepLike(Protocol):
+    """What a session returns per track and frame."""
+
+    @property
+    def probs(self) -> torch.Tensor: ...  # C x H x W, channel 0 = background
+
+    @property
+    def foreground(self) -> torch.Tensor: ...  # H x W bool
+
+
+class EngineSession(Protocol):
+    """The per-video session the protocol drives (:class:`vos.session.Session`; another engine,
+    e.g. a SAM 2 adapter, plugs in by providing the same methods)."""
+
+    stats: dict[str, int]
+
+    def encode(self, frame: torch.Tensor) -> Any: ...
+
+    def add_reference(
+        self, frame: Any, mask: torch.Tensor, *, track: Hashable, frame_step: int | None = None
+    ) -> None: ...
+
+    def step(
+        self, frame: Any, *, tracks: Sequence[Hashable] | None = None
+    ) -> Mapping[Hashable, StepLike]: ...
+
+    def drop_track(self, track: Hashable) -> None: ...
+
+
+class PropagationEngine(Protocol):
+    """Anything that opens per-video sessions (:class:`vos.session.Propagator`)."""
+
+    def new_session(self) -> EngineSession: ...
 
 
 @dataclass(frozen=True)
@@ -94,27 +129,29 @@ class _FeatureCache:
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.used = 0
-        self.frames: dict[int, FrameFeatures] = {}
+        self.frames: dict[int, Any] = {}
 
     @staticmethod
-    def nbytes(feats: FrameFeatures) -> int:
+    def nbytes(feats: Any) -> int:
+        if not isinstance(feats, FrameFeatures):
+            return 0
         total = 0
         for enc in feats.encoded.values():
             total += sum(t.numel() * t.element_size() for t in enc.shortcuts)
         return total
 
-    def offer(self, index: int, feats: FrameFeatures) -> None:
+    def offer(self, index: int, feats: Any) -> None:
         size = self.nbytes(feats)
         if self.used + size <= self.budget:
             self.frames[index] = feats
             self.used += size
 
-    def take(self, index: int) -> FrameFeatures | None:
+    def take(self, index: int) -> Any:
         return self.frames.pop(index, None)
 
 
 def propagate_video(
-    propagator: Propagator,
+    propagator: PropagationEngine,
     frames: torch.Tensor,
     masks: Mapping[ExpressionId, torch.Tensor],
     key_frames: Mapping[ExpressionId, int],
@@ -189,7 +226,10 @@ def propagate_video(
 
 
 def _run_jobs(
-    propagator: Propagator, frames: torch.Tensor, jobs: Sequence[_Job], config: ProtocolConfig
+    propagator: PropagationEngine,
+    frames: torch.Tensor,
+    jobs: Sequence[_Job],
+    config: ProtocolConfig,
 ) -> dict[str, int]:
     """Both sweeps for a group of jobs sharing one session."""
     num_frames = int(frames.shape[0])
@@ -234,8 +274,8 @@ def _run_jobs(
 
 
 def _step(
-    session: Session,
-    feats: FrameFeatures,
+    session: EngineSession,
+    feats: Any,
     active: list[int],
     tracks: dict[int, _Job],
     t: int,

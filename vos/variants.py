@@ -10,7 +10,7 @@ the synthetic benchmark (weights/README.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 EncoderKind = Literal["mobilenetv2", "resnet50", "swin"]
@@ -158,22 +158,20 @@ VARIANTS: dict[str, EngineSpec] = {
             "aot_tiny",
             EncoderSpec("mobilenetv2", width_mult=0.5),
             1,
-            9999,
+            5,
             d_model=64,
             self_heads=2,
             att_heads=2,
             dim_feedforward=128,
             max_objects=3,
-            train_long_term_gap=9999,
         ),
         _deaot(
             "deaot_tiny",
             EncoderSpec("mobilenetv2", width_mult=0.5),
             1,
-            9999,
+            5,
             d_model=64,
             max_objects=3,
-            train_long_term_gap=9999,
         ),
     )
 }
@@ -248,3 +246,17 @@ def spec_from_official_config(hp: dict[str, object], name: str = "custom") -> En
 
 def with_encoder(spec: EngineSpec, encoder: EncoderSpec) -> EngineSpec:
     return replace(spec, encoder=encoder)
+
+
+def spec_to_dict(spec: EngineSpec) -> dict[str, object]:
+    """A JSON-able form of ``spec`` (stored in the project's weights files)."""
+    return asdict(spec)
+
+
+def spec_from_dict(data: dict[str, object]) -> EngineSpec:
+    """Inverse of :func:`spec_to_dict`."""
+    fields = dict(data)
+    enc = dict(fields.pop("encoder"))  # type: ignore[call-overload]
+    for key in ("swin_depths", "swin_heads"):
+        enc[key] = tuple(enc[key])
+    return EngineSpec(encoder=EncoderSpec(**enc), **fields)  # type: ignore[arg-type]

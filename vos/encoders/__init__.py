@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from vos.encoders.mobilenetv2 import MobileNetV2Encoder
 from vos.encoders.resnet import ResNetEncoder
 from vos.encoders.swin import SwinEncoder
+from vos.layers.basic import FrozenBatchNorm2d
 from vos.variants import EncoderSpec
 
 
-def build_encoder(spec: EncoderSpec) -> nn.Module:
-    """The encoder for ``spec``; its ``out_dims`` gives the four output widths."""
+def build_encoder(spec: EncoderSpec, norm: Callable[[int], nn.Module] | None = None) -> nn.Module:
+    """The encoder for ``spec``; its ``out_dims`` gives the four output widths.
+
+    ``norm`` replaces the CNN encoders' frozen BatchNorm (e.g. ``nn.BatchNorm2d`` to train a
+    small encoder from scratch; its state dict has the same keys plus ``num_batches_tracked``).
+    """
+    norm = norm or FrozenBatchNorm2d
     if spec.kind == "mobilenetv2":
-        return MobileNetV2Encoder(width_mult=spec.width_mult)
+        return MobileNetV2Encoder(width_mult=spec.width_mult, norm=norm)
     if spec.kind == "resnet50":
-        return ResNetEncoder()
+        return ResNetEncoder(norm=norm)
     if spec.kind == "swin":
         return SwinEncoder(
             embed_dim=spec.swin_embed_dim,

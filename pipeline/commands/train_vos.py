@@ -1,0 +1,170 @@
+"""``lsvos train-vos``: train a small AOT / DeAOT engine on a Ref-YouTube-VOS-layout folder.
+
+Example (the shipped engines)::
+
+    lsvos data synth --out data/synth
+    lsvos train-vos --model aot_tiny --data data/synth --out weights/aot_tiny.safetensors
+    lsvos train-vos --model deaot_tiny --data data/synth --out weights/deaot_tiny.safetensors
+
+Training resumes from ``--work`` (default ``<out>.work/``), where a checkpoint is written
+atomically every ``--checkpoint-every`` steps, beside a JSON-lines log. The weights are written
+as a project weights file (``pipeline.weights``: safetensors + the engine spec in its metadata)
+and scored on ``--eval-split``: J&F of propagating the ground-truth key-frame mask, and of a
+simulated noisy fused mask before and after propagation (``pipeline.training.vos_eval``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.errors import InputFileError, UserError
+
+NAME = "train-vos"
+HELP = "train a small AOT / DeAOT propagation engine on a Ref-YouTube-VOS-layout dataset"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="aot_tiny", help="variant (aot_tiny, deaot_tiny, ...)")
+    parser.add_argument("--data", type=Path, help="dataset root (e.g. from lsvos data synth)")
+    parser.add_argument("--out", type=Path, required=True, help="output weights (.safetensors)")
+    parser.add_argument("--split", default="train", help="training split (default train)")
+    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
+    parser.add_argument("--batch-size", type=int, default=6, help="clips per step (default 6)")
+    parser.add_argument("--frames", type=int, default=4, help="frames per clip (default 4)")
+    parser.add_argument("--crop", type=int, default=113, help="square crop side (default 113)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and batches")
+    parser.add_argument("--work", type=Path, help="checkpoint/log folder (default <out>.work)")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps (default 100)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--eval-split", default="valid", help="split scored at the end")
+    parser.add_argument("--eval-videos", type=int, help="score only the first N videos")
+    parser.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    parser.add_argument(
+        "--eval-only", action="store_true", help="score existing --out weights, do not train"
+    )
+
+
+def _log(work: Path, record: dict[str, Any]) -> None:
+    with (work / "log.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_engine(path: Path, **settings: Any):
+    """A propagator from a project weights file written by this command."""
+    from pipeline.weights import load_project_weights
+    from vos.build import build_propagator
+    from vos.variants import spec_from_dict
+
+    weights = load_project_weights(path)
+    if weights.family not in ("aot", "deaot"):
+        raise InputFileError(f"{path} holds a {weights.family!r} model, not an AOT/DeAOT engine")
+    return build_propagator(spec_from_dict(weights.config), weights.state, **settings)
+
+
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from pipeline.training.vos_eval import evaluate_propagator
+
+    propagator = load_engine(args.out)
+    start = time.time()
+    report = evaluate_propagator(
+        propagator, args.data, args.eval_split, seed=args.seed, max_videos=args.eval_videos
+    )
+    scores = {"split": args.eval_split, **report.as_dict(), "seconds": round(time.time() - start)}
+    print(json.dumps(scores), flush=True)
+    return scores
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(max(1, args.threads))
+    if args.data is None:
+        raise UserError("--data is required")
+    if args.eval_only:
+        _evaluate(args)
+        return 0
+
+    from dataclasses import replace
+
+    from pipeline.training.vos_clips import VOSClipConfig, VOSClipDataset
+    from pipeline.weights import save_project_weights
+    from vos.deaot import build_network
+    from vos.train import TrainConfig, Trainer, frozen_state
+    from vos.variants import get_variant, spec_to_dict
+
+    try:
+        spec = get_variant(args.model)
+    except KeyError as err:
+        raise UserError(str(err)) from err
+    if spec.encoder.kind != "mobilenetv2":
+        raise UserError(
+            f"train-vos trains MobileNetV2 engines from scratch; {spec.name} is not one"
+        )
+    crop = args.crop
+    if spec.align_corners and (crop - 1) % 16:
+        crop = (crop - 1) // 16 * 16 + 1
+    work = args.work or args.out.with_name(args.out.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    clip_config = VOSClipConfig(
+        num_frames=args.frames, crop=(crop, crop), max_objects=spec.max_objects
+    )
+    config = TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        long_term_gap=spec.train_long_term_gap,
+        warmup_steps=min(150, max(1, args.steps // 10)),
+    )
+    torch.manual_seed(args.seed)
+    network = build_network(spec, trainable_norm=True)
+    trainer = Trainer(network, config)
+    checkpoint = work / "checkpoint.pt"
+    if checkpoint.is_file():
+        trainer.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False))
+        print(f"resumed from {checkpoint} at step {trainer.step_index}", flush=True)
+    dataset = VOSClipDataset(args.data, args.split, clip_config, seed=args.seed)
+    print(
+        f"training {spec.name} on {len(dataset)} videos of {args.data}/{args.split}: "
+        f"{config.steps} steps x {args.batch_size} clips x {args.frames} frames at {crop}px",
+        flush=True,
+    )
+    started = time.time()
+
+    def on_step(step: int, terms: dict[str, float]) -> None:
+        if step % 20 == 0 or step == config.steps:
+            record = {"step": step, **{k: round(v, 5) for k, v in terms.items()}}
+            record["seconds"] = round(time.time() - started, 1)
+            _log(work, record)
+            print(json.dumps(record), flush=True)
+
+    for step in trainer.run(lambda s: dataset.batch(s, args.batch_size), on_step):
+        if step % args.checkpoint_every == 0 or step == config.steps:
+            _save_checkpoint(checkpoint, trainer.state_dict())
+
+    command = "lsvos train-vos " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    trained_spec = replace(spec, notes=f"trained with: {command}")
+    meta = {"lsvos.trained_with": command, "lsvos.train_seconds": str(round(time.time() - started))}
+    save_project_weights(
+        args.out, spec.family, spec_to_dict(trained_spec), frozen_state(network), meta
+    )
+    print(f"wrote {args.out}", flush=True)
+    if not args.no_eval:
+        scores = _evaluate(args)
+        _log(work, {"eval": scores})
+        state = {k: v for k, v in frozen_state(network).items()}
+        meta["lsvos.score"] = json.dumps(scores)
+        save_project_weights(args.out, spec.family, spec_to_dict(trained_spec), state, meta)
+    return 0
