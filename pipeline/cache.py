@@ -6,7 +6,7 @@ split, and a code version (a hash of the source files that implement the node's 
 set lives at ``<output_root>/cache/<dataset>/<node>-<key>``; per-video completion markers inside
 the mask set keep partial outputs invisible. So a changed stage-II setting gives stage-II nodes
 new keys (and new folders) while stage-I folders are reused, and deleting one video's output
-recomputes only that video.
+of a node recomputes that (node, video) and, for that video only, the nodes downstream of it.
 """
 
 from __future__ import annotations

@@ -145,10 +145,16 @@ def make_plan(
         raise UserError(f"refresh_nodes: unknown nodes {unknown}")
     jobs = [_job(n, cfg, dataset, keys[n.name], dirs, _needs_probs(recipe)) for n in selected]
     node_work.prepare_outputs(jobs)
-    todo = {
-        job.name: [v for v in videos if job.name in forced or not node_work.is_complete(job, v)]
-        for job in jobs
-    }
+    # A (node, video) is computed when forced, incomplete, or when an input is recomputed for
+    # that video (jobs are in topological order, so inputs are decided first).
+    todo: dict[str, list[str]] = {}
+    for job in jobs:
+        upstream = {v for i in job.inputs for v in todo.get(i, ())}
+        todo[job.name] = [
+            v
+            for v in videos
+            if job.name in forced or v in upstream or not node_work.is_complete(job, v)
+        ]
     name = run_name or runtime.get("run_name") or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = output_root / "runs" / name
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,8 @@ def producer_problems(where: str, settings: Mapping[str, Any]) -> list[str]:
     tokenizer = settings.get("tokenizer")
     if not tokenizer:
         problems.append(f"{where}.tokenizer: not set")
+    elif str(tokenizer).endswith(".json") and not Path(tokenizer).is_file():
+        problems.append(f"{where}.tokenizer: file not found: {tokenizer}")
     else:
         try:
             get_tokenizer(settings)

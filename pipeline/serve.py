@@ -14,8 +14,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import UserError
 
@@ -137,3 +139,71 @@ def serve_deployments(limit: int | None = 1) -> None:
         tags=["lsvos"],
     )
     serve(demo, default, limit=limit, print_starting_message=True)
+
+
+def wait_for_deployment(name: str, timeout: float = 180.0, serve: Any = None) -> None:
+    """Poll the API until deployment ``name`` (``flow/deployment``) is registered."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            try:
+                client.read_deployment_by_name(name)
+                return
+            except ObjectNotFound:
+                pass
+            if serve is not None and serve.poll() is not None:
+                raise UserError(f"`lsvos serve` exited with status {serve.returncode}")
+            time.sleep(1.0)
+    raise UserError(f"deployment {name} was not registered within {timeout:.0f} s")
+
+
+def run_demo(
+    port: int = DEFAULT_PORT, overrides: Sequence[str] = (), keep_server: bool = False
+) -> Path:
+    """The README's main command: the demo through the real deployment path.
+
+    Starts (or reuses) the local server, starts ``lsvos serve`` in a subprocess, triggers
+    ``lsvos-2stage/demo`` through the API exactly as ``prefect deployment run`` does, waits for
+    the run, and returns its ``report.md``. The serve process (and a server started here, unless
+    ``keep_server``) is stopped at the end.
+    """
+    server = ensure_server(port)
+    use_server(server.url, persist=True)
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
+        env={**os.environ, **QUIET_ENV, "PREFECT_API_URL": server.url},
+    )
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.url}):
+            wait_for_deployment(f"{FLOW_NAME}/demo", serve=serve)
+            run_name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+            parameters = {
+                "overrides": [*DEMO_OVERRIDES, *overrides, f"runtime.run_name={run_name}"]
+            }
+            print(f"running deployment {FLOW_NAME}/demo (parameters {parameters})", flush=True)
+            flow_run = run_deployment(f"{FLOW_NAME}/demo", parameters=parameters, timeout=None)
+            state = flow_run.state
+            if state is None or not state.is_completed():
+                ended = state.name if state else "unknown"
+                raise UserError(
+                    f"the demo flow run {flow_run.name} ended {ended}: "
+                    f"see its logs above or in the UI at {server.url.removesuffix('/api')}"
+                )
+            from pipeline.config import compose_config
+
+            output_root = Path(compose_config(parameters["overrides"])["runtime"]["output_root"])
+            return output_root.resolve() / "runs" / run_name / "report.md"
+    finally:
+        serve.terminate()
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+        if not keep_server:
+            server.stop()

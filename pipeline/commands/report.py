@@ -1,0 +1,24 @@
+"""``lsvos report RUN_DIR``: an HTML page of a run's scores and overlay strips."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "report"
+HELP = "render RUN_DIR/report.html: per-node scores, best and worst expressions per stage"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run folder (outputs/runs/<run>) holding report.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline.errors import UserError
+    from pipeline.report import render_html_report
+
+    if not (Path(args.run_dir) / "report.json").is_file():
+        raise UserError(f"{args.run_dir} has no report.json: not a run folder")
+    print(render_html_report(args.run_dir))
+    return 0
