@@ -154,6 +154,34 @@ def local_attention(
     return out, attn
 
 
+def windowed_heads(
+    q: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    relative_emb_k: nn.Module,
+    heads: int,
+    scale: float,
+    max_dis: int,
+    size_2d: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-head :func:`local_attention` of B x L x C tokens on the ``size_2d`` grid.
+
+    ``relative_emb_k`` maps the unscaled query map to heads x S relative logits (grouped 1x1
+    conv). Returns (out B x heads x L x dv, attn B x heads x L x S).
+    """
+    b, length, _ = q.shape
+    h, w = size_2d
+    rel = relative_emb_k(tokens_to_map(q, size_2d))  # B x heads*S x h x w
+    window = rel.shape[1] // heads
+    rel = rel.reshape(b * heads, window, h, w).permute(0, 2, 3, 1)
+
+    def grid(x: torch.Tensor) -> torch.Tensor:  # B x L x (heads*d) -> B*heads x h x w x d
+        return x.view(b, h, w, heads, -1).permute(0, 3, 1, 2, 4).reshape(b * heads, h, w, -1)
+
+    out, attn = local_attention(grid(q * scale), grid(key), grid(value), max_dis, rel)
+    return out.view(b, heads, length, -1), attn.view(b, heads, length, window)
+
+
 class MultiheadAttention(nn.Module):
     """Multi-head softmax attention with an output projection (AOT self- and long-term attention).
 
@@ -207,20 +235,10 @@ class LocalAttention(nn.Module):
         self, q: torch.Tensor, key: torch.Tensor, value: torch.Tensor, size_2d: tuple[int, int]
     ) -> torch.Tensor:
         """``q``, ``key``, ``value``: B x L x C tokens on the same ``size_2d`` grid."""
-        b, length, _ = q.shape
-        h, w = size_2d
-        heads = self.num_heads
-        rel = self.relative_emb_k(tokens_to_map(q, size_2d))  # B x heads*S x h x w
-        rel = rel.reshape(b * heads, self.window, h, w).permute(0, 2, 3, 1)
-
-        def grid(x: torch.Tensor) -> torch.Tensor:  # B x L x (heads*d) -> B*heads x h x w x d
-            return x.view(b, h, w, heads, -1).permute(0, 3, 1, 2, 4).reshape(b * heads, h, w, -1)
-
-        out, attn = local_attention(grid(q * self.scale), grid(key), grid(value), self.max_dis, rel)
-        out = out.view(b, heads, length, self.head_dim)
-        bias = torch.matmul(
-            attn.view(b, heads, length, self.window), self.relative_emb_v.transpose(1, 2)
+        out, attn = windowed_heads(
+            q, key, value, self.relative_emb_k, self.num_heads, self.scale, self.max_dis, size_2d
         )
+        bias = torch.matmul(attn, self.relative_emb_v.transpose(1, 2))
         return self.projection(merge_heads(out + bias))
 
 
@@ -343,15 +361,8 @@ class LocalGatedPropagation(nn.Module):
     ) -> torch.Tensor:
         """``q``/``key`` B x L x (heads*d_att), ``value``/``gate`` B x L x expand_d_vu (tokens
         of the query frame and of the short-term memory frame). Returns B x L x d_vu."""
-        b, length, _ = q.shape
-        h, w = size_2d
-        heads = self.num_heads
-        rel = self.relative_emb_k(tokens_to_map(q, size_2d))
-        rel = rel.reshape(b * heads, self.window, h, w).permute(0, 2, 3, 1)
-
-        def grid(x: torch.Tensor) -> torch.Tensor:
-            return x.view(b, h, w, heads, -1).permute(0, 3, 1, 2, 4).reshape(b * heads, h, w, -1)
-
-        out, _ = local_attention(grid(q * self.scale), grid(key), grid(value), self.max_dis, rel)
-        out = merge_heads(out.view(b, heads, length, self.hidden_dim)) * gate
+        out, _ = windowed_heads(
+            q, key, value, self.relative_emb_k, self.num_heads, self.scale, self.max_dis, size_2d
+        )
+        out = merge_heads(out) * gate
         return self.projection(self.dw_conv(out, size_2d))

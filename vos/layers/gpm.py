@@ -23,7 +23,12 @@ from vos.layers.attention import (
     MemoryKV,
 )
 from vos.layers.basic import DropPath, TokenGroupNorm
-from vos.layers.lstt import FrameMemory, LayerMemories, PropagationOutput
+from vos.layers.lstt import (
+    FrameMemory,
+    LayerMemories,
+    PropagationOutput,
+    apply_decoder_norms,
+)
 
 
 class GatedPropagationModule(nn.Module):
@@ -179,10 +184,7 @@ class DualBranchGPM(nn.Module):
             keys.append(key)
             values.append(value)
             id_states.append(id_state)
-        outputs[-1] = self.decoder_norms[-1](outputs[-1])
-        if self.intermediate_norm:
-            for idx in range(len(outputs) - 1):
-                outputs[idx] = self.decoder_norms[idx](outputs[idx])
+        outputs = apply_decoder_norms(outputs, self.decoder_norms, self.intermediate_norm)
         return PropagationOutput(outputs, outputs[-1], FrameMemory(keys, values, id_states))
 
     def fuse_id(self, memory: FrameMemory, id_emb: torch.Tensor) -> list[KeyValue]:

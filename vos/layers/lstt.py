@@ -53,6 +53,19 @@ class PropagationOutput:
 LayerMemories = Sequence[tuple[MemoryKV, KeyValue]]
 
 
+def apply_decoder_norms(
+    outputs: list[torch.Tensor], norms: nn.ModuleList, intermediate: bool
+) -> list[torch.Tensor]:
+    """The official stacks' output norms: the last norm on the last layer's output, and with
+    ``intermediate`` norm i on layer i's output for the others."""
+    outputs = list(outputs)
+    outputs[-1] = norms[-1](outputs[-1])
+    if intermediate:
+        for idx in range(len(outputs) - 1):
+            outputs[idx] = norms[idx](outputs[idx])
+    return outputs
+
+
 class LSTTBlock(nn.Module):
     """One AOT block; ``forward`` returns the new tokens and this frame's (key, value)."""
 
@@ -163,10 +176,7 @@ class LongShortTermTransformer(nn.Module):
             outputs.append(x)
             keys.append(key)
             values.append(value)
-        outputs[-1] = self.decoder_norms[-1](outputs[-1])
-        if self.intermediate_norm:
-            for idx in range(len(outputs) - 1):
-                outputs[idx] = self.decoder_norms[idx](outputs[idx])
+        outputs = apply_decoder_norms(outputs, self.decoder_norms, self.intermediate_norm)
         return PropagationOutput(
             outputs, outputs[-1], FrameMemory(keys, values, [None] * len(keys))
         )
