@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -170,3 +171,19 @@ def test_ytvos_valid_meta_leaves_out_test_videos(bench: dict, tmp_path: Path) ->
     )
     with zipfile.ZipFile(out) as zf:
         assert not any(n.startswith(f"Annotations/{test_video}/") for n in zf.namelist())
+
+
+def test_corrupt_jpeg_names_the_file_and_leaves_no_zip(bench: dict, tmp_path: Path) -> None:
+    import shutil
+
+    from pipeline.errors import InputFileError
+
+    data = tmp_path / "data"
+    shutil.copytree(bench["root"] / "data", data)
+    video = bench["ds"].videos()[1]
+    jpeg = data / "valid/JPEGImages" / video.id / f"{video.frame_ids[0]}.jpg"
+    jpeg.write_bytes(b"\xff\xd8\xff garbage")
+    meta = data / "meta_expressions/valid/meta_expressions.json"
+    with pytest.raises(InputFileError, match=re.escape(str(jpeg))):
+        package(bench["sets"]["rle"], meta, "ytvos", tmp_path / "out" / "sub.zip")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
