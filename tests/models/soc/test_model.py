@@ -70,3 +70,20 @@ def test_text_feature_ignores_padding() -> None:
         b = net.text_feature(video, net.encode_text(padded, (padded != 1).long()))
     assert a.shape == (1, 32)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_voc_and_vita_disagreeing_is_an_error() -> None:
+    torch.manual_seed(0)
+    source = build_model(tiny_family_config("soc"))
+    state = _official_like(source, "voc.")
+    for key, value in list(state.items()):
+        if key.startswith("voc."):
+            state["vita." + key[4:]] = value + 1.0
+    try:
+        load_official(
+            build_model(tiny_family_config("soc")), {"model_state_dict": state}, SOC_LAYOUT
+        )
+    except CheckpointError as err:
+        assert "different values" in str(err)
+    else:
+        raise AssertionError("conflicting voc.* / vita.* tensors must not load")
