@@ -185,6 +185,38 @@ def encoder_reference_points(spatial_shapes: torch.Tensor, ratios: torch.Tensor)
     return torch.cat(points, 1)[:, :, None] * ratios[:, None]
 
 
+def flatten_levels(
+    srcs: Sequence[torch.Tensor],
+    masks: Sequence[torch.Tensor],
+    pos_embeds: Sequence[torch.Tensor],
+    level_embed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Concatenate L levels into the encoder's token sequence.
+
+    Args:
+        srcs / pos_embeds: L maps N x C x H_l x W_l; masks: L masks N x H_l x W_l.
+        level_embed: L x C, added to each level's positions.
+
+    Returns:
+        (src N x S x C, pos N x S x C, padding N x S bool, spatial shapes L x 2 int64,
+        valid ratios N x L x 2).
+    """
+    shapes = torch.as_tensor(
+        [tuple(s.shape[-2:]) for s in srcs], dtype=torch.long, device=srcs[0].device
+    )
+    src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
+    pos = torch.cat(
+        [
+            p.flatten(2).transpose(1, 2) + level_embed[level].view(1, 1, -1)
+            for level, p in enumerate(pos_embeds)
+        ],
+        1,
+    )
+    padding = torch.cat([m.flatten(1) for m in masks], 1)
+    ratios = torch.stack([valid_ratios(m) for m in masks], 1)
+    return src, pos, padding, shapes, ratios
+
+
 class DeformableTransformer(nn.Module):
     """Encoder over multi-scale maps + decoder of text-conditioned queries.
 
@@ -268,19 +300,9 @@ class DeformableTransformer(nn.Module):
                 f"expected {self.num_feature_levels} levels, got {len(srcs)} maps, "
                 f"{len(masks)} masks, {len(pos_embeds)} positions"
             )
-        shapes = torch.as_tensor(
-            [tuple(s.shape[-2:]) for s in srcs], dtype=torch.long, device=srcs[0].device
+        src, pos, padding, shapes, ratios = flatten_levels(
+            srcs, masks, pos_embeds, self.level_embed
         )
-        src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
-        pos = torch.cat(
-            [
-                p.flatten(2).transpose(1, 2) + self.level_embed[level].view(1, 1, -1)
-                for level, p in enumerate(pos_embeds)
-            ],
-            1,
-        )
-        padding = torch.cat([m.flatten(1) for m in masks], 1)
-        ratios = torch.stack([valid_ratios(m) for m in masks], 1)
         reference = encoder_reference_points(shapes, ratios)
         for layer in self.encoder.layers:
             src = layer(src, pos, reference, shapes, padding)

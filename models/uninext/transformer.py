@@ -32,9 +32,7 @@ from models.common.deformable_transformer import (
     DeformableDecoderLayer,
     DeformableEncoderLayer,
     encoder_reference_points,
-)
-from models.common.deformable_transformer import (
-    valid_ratios as level_valid_ratios,
+    flatten_levels,
 )
 from models.common.layers import MLP, inverse_sigmoid
 from models.uninext.fusion import BiAttentionBlock
@@ -207,19 +205,7 @@ class Transformer(nn.Module):
             masks: per level N x H_l x W_l bool padding masks.
             text: N x T x Ct token features; text_mask: N x T 0/1.
         """
-        shapes = torch.as_tensor(
-            [s.shape[-2:] for s in srcs], dtype=torch.long, device=srcs[0].device
-        )
-        src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
-        pos = torch.cat(
-            [
-                p.flatten(2).transpose(1, 2) + self.level_embed[level].view(1, 1, -1)
-                for level, p in enumerate(poses)
-            ],
-            1,
-        )
-        padding = torch.cat([m.flatten(1) for m in masks], 1)
-        ratios = torch.stack([level_valid_ratios(m) for m in masks], 1)
+        src, pos, padding, shapes, ratios = flatten_levels(srcs, masks, poses, self.level_embed)
         memory, fused = self.encoder(src, pos, shapes, ratios, padding, text, text_mask)
         return EncoderOutput(memory, fused, text_mask, shapes, ratios, padding)
 
