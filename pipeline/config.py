@@ -123,8 +123,8 @@ class RuntimeConfig:
     output_root: str = "outputs"
     run_name: str | None = None
     workers: int = 2
-    task_runner: str = "thread"  # thread | dask
-    dask_address: str | None = None  # an existing Dask scheduler; None starts a local cluster
+    task_runner: str = "thread"  # thread | dask | ray
+    dask_address: str | None = None  # an existing Dask scheduler (or Ray cluster); None: local
     progress: bool = True
     score: bool = True
 

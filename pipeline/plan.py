@@ -101,7 +101,15 @@ class RunPlan:
             return DaskTaskRunner(
                 cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
             )
-        raise UserError(f"runtime.task_runner must be thread or dask, not {kind!r}")
+        if kind == "ray":
+            try:
+                from prefect_ray import RayTaskRunner
+            except ImportError as err:
+                raise UserError(
+                    "runtime.task_runner=ray needs prefect-ray: pip install prefect-ray"
+                ) from err
+            return RayTaskRunner(address=self.runtime.get("dask_address"))
+        raise UserError(f"runtime.task_runner must be thread, dask or ray, not {kind!r}")
 
 
 def make_plan(
