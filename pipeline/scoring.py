@@ -24,9 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import multiprocessing
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from pipeline.errors import UserError
 from pipeline.io import atomic_write_json, atomic_write_text
 from pipeline.masks.sources import MaskSource
 from pipeline.masks.track import Track
+from pipeline.parallel import process_imap
 
 PROTOCOLS: tuple[str, ...] = ("ytvos", "mevis", "davis")
 BOUND_TH = 0.008
@@ -223,16 +222,7 @@ def _aligned(
             f"video {video} expression {exp}: prediction is {track.size[0]}x{track.size[1]}, "
             f"ground truth is {size[0]}x{size[1]}"
         )
-    if track.frame_ids == frame_ids:
-        return track.masks
-    where = {f: i for i, f in enumerate(track.frame_ids)}
-    missing = [f for f in frame_ids if f not in where]
-    if missing:
-        raise UserError(
-            f"video {video} expression {exp}: prediction lacks {len(missing)} listed frame(s), "
-            f"e.g. {missing[:3]}"
-        )
-    return track.masks[[where[f] for f in frame_ids]]
+    return track.select(frame_ids, label=f"video {video} expression {exp}: prediction").masks
 
 
 @dataclass
@@ -339,17 +329,9 @@ def _score_one(pred: MaskSource, dataset: RVOSDataset, protocol: str, video: str
     return score_video(tracks, gt, frame_ids, protocol=protocol, video=video)
 
 
-_WORKER: dict[str, object] = {}
-
-
-def _init_worker(pred: MaskSource, dataset: RVOSDataset, protocol: str) -> None:
-    cv2.setNumThreads(1)
-    _WORKER.update(pred=pred, dataset=dataset, protocol=protocol)
-
-
-def _score_in_worker(video: str, have: bool) -> list[ExpressionScore]:
-    w = _WORKER
-    return _score_one(w["pred"], w["dataset"], w["protocol"], video, have)  # type: ignore[arg-type]
+def _score_job(shared: tuple, job: tuple[str, bool]) -> list[ExpressionScore]:
+    pred, dataset, protocol = shared
+    return _score_one(pred, dataset, protocol, *job)
 
 
 def score_mask_set(
@@ -370,15 +352,5 @@ def score_mask_set(
     chosen = list(videos) if videos is not None else dataset.video_ids()
     available = set(pred.videos())
     jobs = [(v, v in available) for v in chosen]
-    if workers <= 1 or len(jobs) <= 1:
-        results = [_score_one(pred, dataset, protocol, v, have) for v, have in jobs]
-    else:
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(
-            min(workers, len(jobs)),
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(pred, dataset, protocol),
-        ) as pool:
-            results = list(pool.map(_score_in_worker, *zip(*jobs, strict=True)))
+    results = process_imap(_score_job, jobs, (pred, dataset, protocol), workers=workers)
     return ScoreTable([row for rows in results for row in rows], protocol)

@@ -12,12 +12,10 @@ give the same bytes, whatever storage or encoder they came from.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import uuid
 import zipfile
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +26,7 @@ from pipeline.errors import InputFileError, UserError
 from pipeline.io import decode_png_pixels, encode_mask_png, image_size
 from pipeline.masks.maskset import exp_sort_key
 from pipeline.masks.sources import MaskSource, check_member, open_masks
+from pipeline.parallel import process_imap
 
 SUBMISSION_FORMATS: tuple[str, ...] = ("ytvos", "mevis")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -78,22 +77,17 @@ def _zip_info(name: str, size: int) -> zipfile.ZipInfo:
     return info
 
 
-def _encode_track(args: tuple[MaskSource, str, str, tuple[str, ...], tuple[int, int] | None]):
-    source, video, exp, frames, size = args
-    track = source.read(video, exp)
-    where = {f: i for i, f in enumerate(track.frame_ids)}
-    missing = [f for f in frames if f not in where]
-    if missing:
-        raise UserError(
-            f"video {video} expression {exp}: the masks lack {len(missing)} listed frame(s), "
-            f"e.g. {missing[:3]}"
-        )
+def _encode_track(
+    source: MaskSource, job: tuple[str, str, tuple[str, ...], tuple[int, int] | None]
+) -> list[tuple[str, bytes]]:
+    video, exp, frames, size = job
+    track = source.read(video, exp).select(frames, label=f"video {video} expression {exp}: masks")
     if size is not None and track.size != size:
         raise UserError(
             f"video {video} expression {exp}: masks are {track.size[0]}x{track.size[1]}, the "
             f"frames are {size[0]}x{size[1]}"
         )
-    return [(f, encode_mask_png(track.masks[where[f]])) for f in frames]
+    return [(f, encode_mask_png(m)) for f, m in zip(frames, track.masks, strict=True)]
 
 
 def package(
@@ -127,18 +121,17 @@ def package(
         for exp in (e.id for e in exps):
             if exp not in have:
                 raise UserError(f"the masks have no expression {exp} of video {video}")
-            jobs.append((source, video, exp, tuple(frames), size))
+            jobs.append((video, exp, tuple(frames), size))
     # members of one track share "<video>/<exp>/", which no other track's folder starts with,
     # so sorting tracks by that folder and frames within a track sorts every member name
-    jobs.sort(key=lambda job: f"{job[1]}/{job[2]}/")
+    jobs.sort(key=lambda job: f"{job[0]}/{job[1]}/")
     out_zip = Path(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_zip.with_name(f".{out_zip.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-            for (_, video, exp, _, _), encoded in zip(
-                jobs, _map_ordered(_encode_track, jobs, workers), strict=True
-            ):
+            encoded_tracks = process_imap(_encode_track, jobs, source, workers=workers, chunksize=4)
+            for (video, exp, _, _), encoded in zip(jobs, encoded_tracks, strict=True):
                 for frame, data in sorted(encoded):
                     zf.writestr(_zip_info(f"{prefix}{video}/{exp}/{frame}.png", len(data)), data)
         os.replace(tmp, out_zip)
@@ -146,15 +139,6 @@ def package(
         tmp.unlink(missing_ok=True)
         raise
     return out_zip
-
-
-def _map_ordered(fn, jobs: list, workers: int) -> Iterator:
-    if workers <= 1 or len(jobs) <= 1:
-        yield from map(fn, jobs)
-        return
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-        yield from pool.map(fn, jobs, chunksize=4)
 
 
 # --------------------------------------------------------------------------------------------

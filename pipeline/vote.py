@@ -21,10 +21,8 @@ mask sources to a mask set, one group of expressions in memory at a time, in par
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,6 +33,7 @@ from pipeline.errors import UserError
 from pipeline.masks.maskset import MaskSet
 from pipeline.masks.sources import MaskSource, open_masks
 from pipeline.masks.track import Track
+from pipeline.parallel import process_imap
 
 OddPolicy = Literal["first_source", "own_threshold"]
 ODD_POLICIES: tuple[str, ...] = ("first_source", "own_threshold")
@@ -338,19 +337,9 @@ def _vote_one(
     return len(order)
 
 
-_WORKER_STATE: dict[str, object] = {}
-
-
-def _init_worker(sources: Sequence[MaskSource], out: MaskSet, spec: VoteSpec) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-    _WORKER_STATE.update(sources=sources, out=out, spec=spec)
-
-
-def _vote_in_worker(video: str, order: Sequence[str]) -> int:
-    state = _WORKER_STATE
-    return _vote_one(state["sources"], state["out"], state["spec"], video, order)  # type: ignore[arg-type]
+def _vote_job(shared: tuple, job: tuple[str, list[str]]) -> int:
+    sources, out, spec = shared
+    return _vote_one(sources, out, spec, *job)
 
 
 def vote_mask_sets(
@@ -400,24 +389,5 @@ def vote_mask_sets(
             else opened[0].expressions(video)
         )
         jobs.append((video, order))
-    n_exp = 0
-    if workers <= 1 or len(jobs) <= 1:
-        for video, order in jobs:
-            n_exp += _vote_one(opened, target, spec, video, order)
-    else:
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(
-            min(workers, len(jobs)),
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(opened, target, spec),
-        ) as pool:
-            futures = [pool.submit(_vote_in_worker, v, o) for v, o in jobs]
-            _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
-            for f in futures:
-                if f.done() and not f.cancelled() and f.exception() is not None:
-                    raise f.exception()  # type: ignore[misc]
-            n_exp = sum(f.result() for f in futures)
+    n_exp = sum(process_imap(_vote_job, jobs, (opened, target, spec), workers=workers))
     return VoteReport(len(jobs), n_exp, skipped, time.perf_counter() - start)

@@ -77,16 +77,17 @@ def import_masks(
         key_frames = read_key_frame_json(key_frames)
     source = src if isinstance(src, MaskSource) else open_masks(src, scores=scores)
     out = dest if isinstance(dest, MaskSet) else MaskSet(dest, storage)
-    if meta is not None:
-        plan = {v: [e.id for e in exps] for v, (_, exps) in meta.videos.items()}
-    else:
-        plan = {v: source.expressions(v) for v in source.videos()}
-    if videos is not None:
-        unknown = [v for v in videos if v not in plan]
-        if unknown:
-            raise UserError(f"videos not in the source: {unknown}")
-        plan = {v: plan[v] for v in videos}
     available = set(source.videos())
+    listed = list(meta.videos) if meta is not None else sorted(available)
+    if videos is not None:
+        unknown = [v for v in videos if v not in set(listed)]
+        if unknown:
+            raise UserError(f"videos not in the {'meta' if meta else 'source'}: {unknown}")
+        listed = list(videos)
+    plan = {
+        v: [e.id for e in meta.videos[v][1]] if meta is not None else source.expressions(v)
+        for v in listed
+    }
     done = skipped = n_exp = 0
     for video, exps in plan.items():
         if out.is_complete(video) and not overwrite:

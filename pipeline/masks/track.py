@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipeline.errors import UserError
+
 
 @dataclass(frozen=True, eq=False)
 class Track:
@@ -62,6 +64,24 @@ class Track:
         if self.scores is None or self.num_frames == 0:
             return None
         return int(np.argmax(self.scores))
+
+    def select(self, frame_ids: Sequence[str], *, label: str = "track") -> Track:
+        """The track on ``frame_ids`` (in that order); a frame it lacks is a :class:`UserError`
+        whose message starts with ``label``."""
+        frame_ids = tuple(frame_ids)
+        if frame_ids == self.frame_ids:
+            return self
+        where = {f: i for i, f in enumerate(self.frame_ids)}
+        missing = [f for f in frame_ids if f not in where]
+        if missing:
+            raise UserError(f"{label} lacks {len(missing)} listed frame(s), e.g. {missing[:3]}")
+        index = [where[f] for f in frame_ids]
+        return Track(
+            frame_ids,
+            self.masks[index],
+            None if self.scores is None else self.scores[index],
+            None if self.probs is None else self.probs[index],
+        )
 
     def with_scores(self, scores: Sequence[float] | np.ndarray | None) -> Track:
         return Track(self.frame_ids, self.masks, scores, self.probs)

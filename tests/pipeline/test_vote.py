@@ -275,6 +275,9 @@ def test_corrupt_source_png_names_file_and_leaves_nothing(tmp_path: Path) -> Non
     assert not (out / "Annotations" / "vid01").exists()  # ... and left no files
     assert not (out / "tracks" / "vid01").exists()
     assert main(["vote", "--out", str(tmp_path / "cli"), str(paths[0]), str(paths[1])]) == 2
+    with pytest.raises(InputFileError, match=re.escape(str(bad))):  # from a worker process too
+        vote_mask_sets(paths, tmp_path / "par", VoteSpec(("s0", "s1")), workers=2)
+    assert MaskSet(tmp_path / "par").videos() == ["vid00"]
 
 
 def test_memory_stays_flat_as_videos_grow(tmp_path: Path) -> None:
