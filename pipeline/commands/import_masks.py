@@ -6,11 +6,19 @@ import argparse
 from pathlib import Path
 
 NAME = "import-masks"
-HELP = "import an upstream output folder or zip ([Annotations/]<video>/<exp>/<frame>.png)"
+HELP = (
+    "import an upstream output folder or zip ([Annotations/]<video>/<exp>/<frame>.png), or an "
+    "ensemble dump (.pth)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", type=Path, metavar="SRC", help="folder or zip of PNG masks")
+    parser.add_argument(
+        "source",
+        type=Path,
+        metavar="SRC",
+        help="folder or zip of PNG masks, or an upstream ensemble dump .pth (needs --meta)",
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="new mask set")
     parser.add_argument(
         "--scores",
@@ -34,26 +42,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="META_JSON",
         help="require the videos, expressions and frames of this meta_expressions.json",
     )
+    parser.add_argument(
+        "--dump-values",
+        default="logits",
+        choices=("logits", "probs"),
+        help="what a .pth dump's mask_logits hold (UNINEXT: probs; default logits)",
+    )
+    parser.add_argument(
+        "--keep-probs", action="store_true", help="store a dump's probabilities as well"
+    )
     parser.add_argument("--storage", default="rle", choices=("rle", "png"), help="default rle")
     parser.add_argument("--overwrite", action="store_true", help="re-import complete videos")
 
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.data.datasets import default_exclude, read_split_meta
-    from pipeline.masks import import_masks
+    from pipeline.errors import UserError
+    from pipeline.masks import import_dump, import_masks
 
     meta = None
     if args.meta is not None:
         meta = read_split_meta(args.meta, exclude=default_exclude(args.meta))
-    report = import_masks(
-        args.source,
-        args.out,
-        scores=args.scores,
-        key_frames=args.key_frames,
-        storage=args.storage,
-        meta=meta,
-        overwrite=args.overwrite,
-    )
+    if args.source.suffix in (".pth", ".pt"):
+        if meta is None:
+            raise UserError("a .pth dump holds no frame names: give the split's --meta")
+        report = import_dump(
+            args.source,
+            args.out,
+            meta,
+            values=args.dump_values,
+            keep_probs=args.keep_probs,
+            storage=args.storage,
+            overwrite=args.overwrite,
+        )
+    else:
+        report = import_masks(
+            args.source,
+            args.out,
+            scores=args.scores,
+            key_frames=args.key_frames,
+            storage=args.storage,
+            meta=meta,
+            overwrite=args.overwrite,
+        )
     print(
         f"imported {report.videos} videos ({report.expressions} expressions) into {args.out}"
         + (f"; {report.skipped} already complete" if report.skipped else "")

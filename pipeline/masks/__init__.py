@@ -1,6 +1,6 @@
 """Mask sets: tracks per (video, expression), their two storages, and read-only sources."""
 
-from pipeline.masks.importing import ImportReport, import_masks, read_scores_file
+from pipeline.masks.importing import ImportReport, import_dump, import_masks, read_scores_file
 from pipeline.masks.maskset import MaskSet, exp_sort_key
 from pipeline.masks.sources import MaskSource, PngFolderSource, ZipSource, open_masks, source_name
 from pipeline.masks.track import Track
@@ -13,6 +13,7 @@ __all__ = [
     "Track",
     "ZipSource",
     "exp_sort_key",
+    "import_dump",
     "import_masks",
     "open_masks",
     "read_scores_file",

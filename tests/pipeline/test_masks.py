@@ -284,3 +284,50 @@ def test_rle_strings_are_pycocotools_own() -> None:
         )
     with pytest.raises(ValueError, match="covers"):
         decode_masks(encode_masks(big), (720, 1279))
+
+
+def test_import_ensemble_dump_logits_and_probabilities(tmp_path: Path) -> None:
+    import torch
+
+    from pipeline.masks import import_dump
+    from pipeline.vote import VoteSpec, vote_video
+
+    rng = np.random.default_rng(8)
+    logits = {e: torch.from_numpy(rng.normal(size=(3, 5, 6)).astype(np.float32)) for e in "012"}
+    scores = {"0": [0.1, 0.9, 0.3], "1": [0.5, 0.2, 0.7], "2": [0.0, 0.0, 1.0]}
+    dump = {"v1": {e: {"mask_logits": logits[e], "class_info": scores[e]} for e in "012"}}
+    torch.save(dump, tmp_path / "soc.pth")
+    meta = {
+        "videos": {"v1": {"expressions": {e: {"exp": "x"} for e in "012"}, "frames": list(FRAMES)}}
+    }
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    argv = ["import-masks", str(tmp_path / "soc.pth"), "--out", str(tmp_path / "soc")]
+    assert main(argv) == 2  # a dump needs the meta for frame names
+    assert main([*argv, "--meta", str(tmp_path / "meta.json")]) == 0
+    soc = MaskSet(tmp_path / "soc")
+    np.testing.assert_array_equal(soc.read("v1", "1").masks, logits["1"].numpy() > 0)
+    assert soc.key_frames("v1") == {"0": 1, "1": 2, "2": 2} and soc.read("v1", "0").probs is None
+    # UNINEXT dumps hold probabilities; the sigmoid-twice vote needs them kept
+    probs = {e: torch.sigmoid(t) for e, t in logits.items()}
+    torch.save(
+        {"v1": {e: {"mask_logits": probs[e], "class_info": scores[e]} for e in "012"}},
+        tmp_path / "vit.pth",
+    )
+    vit = MaskSet(tmp_path / "vit")
+    import_dump(
+        tmp_path / "vit.pth",
+        vit,
+        read_split_meta(tmp_path / "meta.json"),
+        values="probs",
+        keep_probs=True,
+    )
+    np.testing.assert_array_equal(vit.read("v1", "2").masks, probs["2"].numpy() > 0.5)
+    spec = VoteSpec(("vit", "soc"), pairs=True, odd_policy="first_source", sigmoid_twice=True)
+    tracks = [{e: ms.read("v1", e) for e in "012"} for ms in (vit, soc)]
+    fused, _ = vote_video(tracks, ["0", "1", "2"], spec)
+    assert fused["2"].masks.all()  # sigmoid(p) > 0.5 holds for every probability p > 0
+    bad = {"v1": {"0": {"mask_logits": logits["0"][:2], "class_info": scores["0"]}}}
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(InputFileError, match="expression 0: \\(2, 5, 6\\) masks"):
+        import_dump(tmp_path / "bad.pth", tmp_path / "bad", read_split_meta(tmp_path / "meta.json"))
+    assert MaskSet(tmp_path / "bad").videos() == []
