@@ -227,3 +227,18 @@ def test_score_mask_set_and_cli_contract(synth: Path, tmp_path: Path) -> None:
     table = score_mask_set(partial, ds)
     assert table.missing == [f"{first}/{e.id}" for e in ds.expressions(first)]
     assert table.per_video()[first]["JF"] == 0.0
+
+
+def test_range_queries_equal_dilation_counts() -> None:
+    from pipeline.scoring import _count_near, _Disk
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        H, W = int(rng.integers(2, 90)), int(rng.integers(2, 90))
+        shape = _Disk(int(rng.integers(1, 20)))
+        a = boundary_map(_random_stack(rng, 1, H, W, int(rng.integers(4)))[0])
+        b = boundary_map(_random_stack(rng, 1, H, W, int(rng.integers(4)))[0])
+        if not a.any() or not b.any():
+            continue
+        dense = np.count_nonzero(a.view(np.uint8) & cv2.dilate(b.view(np.uint8), shape.kernel))
+        assert _count_near(np.flatnonzero(a), np.flatnonzero(b), W, H, shape) == dense
