@@ -97,6 +97,18 @@ def complete_encoder_spec(spec: EngineSpec, official: Mapping[str, torch.Tensor]
             swin_window=window,
         )
         return replace(spec, encoder=encoder)
+    if enc.kind == "resnet":
+        stem = get("encoder.conv1.weight")
+        if stem is None:
+            return spec
+        layers = tuple(
+            len({int(m.group(1)) for k in official if (m := block.match(k))})
+            for block in (
+                re.compile(rf"^(?:module\.)?encoder\.layer{i}\.(\d+)\.") for i in (1, 2, 3)
+            )
+        )
+        encoder = replace(enc, resnet_layers=layers, resnet_width=int(stem.shape[0]))
+        return replace(spec, encoder=encoder)
     if enc.kind == "mobilenetv2":
         stem = get("encoder.features.0.0.weight")
         if stem is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
-EncoderKind = Literal["mobilenetv2", "resnet50", "swin"]
+EncoderKind = Literal["mobilenetv2", "resnet", "swin"]
 Family = Literal["aot", "deaot"]
 
 
@@ -22,15 +22,19 @@ class EncoderSpec:
     """Which encoder, and its size.
 
     Attributes:
-        kind: ``mobilenetv2`` (stride 16, dilated), ``resnet50`` (to layer3) or ``swin``
-            (three stages).
+        kind: ``mobilenetv2`` (stride 16, dilated), ``resnet`` (bottlenecks to layer3) or
+            ``swin`` (three stages).
         width_mult: MobileNetV2 width multiplier (1.0 official).
+        resnet_layers / resnet_width: bottlenecks per stage and stem width (ResNet-50:
+            (3, 4, 6) and 64).
         swin_embed_dim / swin_depths / swin_heads / swin_window: Swin size; only the first
             three depths / heads are built.
     """
 
     kind: EncoderKind
     width_mult: float = 1.0
+    resnet_layers: tuple[int, int, int] = (3, 4, 6)
+    resnet_width: int = 64
     swin_embed_dim: int = 128
     swin_depths: tuple[int, ...] = (2, 2, 18, 2)
     swin_heads: tuple[int, ...] = (4, 8, 16, 32)
@@ -42,7 +46,8 @@ class EncoderSpec:
 
 
 MOBILENETV2 = EncoderSpec("mobilenetv2")
-RESNET50 = EncoderSpec("resnet50")
+RESNET50 = EncoderSpec("resnet")
+TINY_RESNET = EncoderSpec("resnet", resnet_layers=(2, 2, 2), resnet_width=16)
 SWIN_B = EncoderSpec("swin", swin_embed_dim=128, swin_heads=(4, 8, 16, 32), swin_window=7)
 SWIN_L_CHALLENGE = EncoderSpec(
     "swin", swin_embed_dim=192, swin_heads=(6, 12, 24, 48), swin_window=12
@@ -156,7 +161,7 @@ VARIANTS: dict[str, EngineSpec] = {
         # The project's tiny engines (trained on the synthetic benchmark).
         _aot(
             "aot_tiny",
-            EncoderSpec("mobilenetv2", width_mult=0.5),
+            TINY_RESNET,
             1,
             5,
             d_model=64,
@@ -165,14 +170,7 @@ VARIANTS: dict[str, EngineSpec] = {
             dim_feedforward=128,
             max_objects=3,
         ),
-        _deaot(
-            "deaot_tiny",
-            EncoderSpec("mobilenetv2", width_mult=0.5),
-            1,
-            5,
-            d_model=64,
-            max_objects=3,
-        ),
+        _deaot("deaot_tiny", TINY_RESNET, 1, 5, d_model=64, max_objects=3),
     )
 }
 
@@ -257,6 +255,6 @@ def spec_from_dict(data: dict[str, object]) -> EngineSpec:
     """Inverse of :func:`spec_to_dict`."""
     fields = dict(data)
     enc = dict(fields.pop("encoder"))  # type: ignore[call-overload]
-    for key in ("swin_depths", "swin_heads"):
+    for key in ("swin_depths", "swin_heads", "resnet_layers"):
         enc[key] = tuple(enc[key])
     return EngineSpec(encoder=EncoderSpec(**enc), **fields)  # type: ignore[arg-type]

@@ -109,10 +109,8 @@ def run(args: argparse.Namespace) -> int:
         spec = get_variant(args.model)
     except KeyError as err:
         raise UserError(str(err)) from err
-    if spec.encoder.kind != "mobilenetv2":
-        raise UserError(
-            f"train-vos trains MobileNetV2 engines from scratch; {spec.name} is not one"
-        )
+    if spec.encoder.kind == "swin":
+        raise UserError(f"train-vos trains CNN-encoder engines from scratch; {spec.name} is Swin")
     crop = args.crop
     if spec.align_corners and (crop - 1) % 16:
         crop = (crop - 1) // 16 * 16 + 1

@@ -89,7 +89,13 @@ def test_encoder_size_is_read_from_the_weights() -> None:
     assert completed.encoder.swin_heads[:3] == (1, 2, 4)
     load_official(build_network(completed), state, what="swin")
 
-    mobile = official_layout(tiny_network("deaot"))  # width 0.5
+    small = official_layout(tiny_network("deaot"))  # ResNet (2, 2, 2), width 16
+    r50 = tiny_spec("deaot", encoder=EncoderSpec("resnet"))
+    completed = complete_encoder_spec(r50, small).encoder
+    assert (completed.resnet_layers, completed.resnet_width) == ((2, 2, 2), 16)
+    mobile = official_layout(
+        build_network(tiny_spec("deaot", encoder=EncoderSpec("mobilenetv2", width_mult=0.5)))
+    )
     full = tiny_spec("deaot", encoder=EncoderSpec("mobilenetv2", width_mult=1.0))
     assert complete_encoder_spec(full, mobile).encoder.width_mult == 0.5
 

@@ -21,9 +21,10 @@ from vos.variants import VARIANTS, get_variant
         (MobileNetV2Encoder(), (24, 32, 96, 1280)),
         (MobileNetV2Encoder(width_mult=0.5), (16, 16, 48, 1280)),
         (ResNetEncoder(), (256, 512, 1024, 1024)),
+        (ResNetEncoder((2, 2, 2), 16), (64, 128, 256, 256)),
         (SwinEncoder(32, (2, 2, 2, 2), (1, 2, 4, 8), window=3), (32, 64, 128, 128)),
     ],
-    ids=["mobilenetv2", "mobilenetv2-0.5", "resnet50", "swin-small-window"],
+    ids=["mobilenetv2", "mobilenetv2-0.5", "resnet50", "resnet-tiny", "swin-small-window"],
 )
 def test_encoder_strides_and_widths(encoder: torch.nn.Module, dims: tuple[int, ...]) -> None:
     encoder.eval()

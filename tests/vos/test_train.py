@@ -93,5 +93,5 @@ def test_train_vos_command_trains_saves_resumes_and_scores(
     assert '"step": 4' in log and '"gt_key_JF"' in log
     assert main(["train-vos", "--data", str(synth_root), "--out", str(out), "--eval-only",
                  "--eval-videos", "1", "--threads", "1"]) == 0  # fmt: skip
-    assert main(["train-vos", "--model", "r50_deaotl", "--data", str(synth_root),
+    assert main(["train-vos", "--model", "swinb_deaotl", "--data", str(synth_root),
                  "--out", str(out)]) == 2  # fmt: skip

@@ -22,8 +22,8 @@ def build_encoder(spec: EncoderSpec, norm: Callable[[int], nn.Module] | None = N
     norm = norm or FrozenBatchNorm2d
     if spec.kind == "mobilenetv2":
         return MobileNetV2Encoder(width_mult=spec.width_mult, norm=norm)
-    if spec.kind == "resnet50":
-        return ResNetEncoder(norm=norm)
+    if spec.kind == "resnet":
+        return ResNetEncoder(spec.resnet_layers, spec.resnet_width, norm=norm)
     if spec.kind == "swin":
         return SwinEncoder(
             embed_dim=spec.swin_embed_dim,

@@ -1,4 +1,5 @@
-"""ResNet-50 truncated after layer3 (stride 16), the R50-AOT-L / R50-DeAOT-L encoder.
+"""ResNet-50 truncated after layer3 (stride 16), the R50-AOT-L / R50-DeAOT-L encoder (and, with
+fewer blocks and a narrower stem, the project's tiny engines' encoder).
 
 torchvision-style bottlenecks (stride in the 3x3 conv) with frozen BatchNorm; layer4 is not
 built ("following STM"). State-dict layout of aot-benchmark ``networks/encoders/resnet.py``:
@@ -47,20 +48,27 @@ class Bottleneck(nn.Module):
 
 
 class ResNetEncoder(nn.Module):
-    """ResNet stem + layer1..3 returning [layer1, layer2, layer3, layer3] (strides 4, 8, 16, 16)."""
+    """ResNet stem + layer1..3 returning [layer1, layer2, layer3, layer3] (strides 4, 8, 16, 16).
+
+    ``layers`` = bottlenecks per stage, ``width`` = stem width (ResNet-50: (3, 4, 6), 64 ->
+    outputs 256 / 512 / 1024 / 1024 channels).
+    """
 
     def __init__(
-        self, layers: tuple[int, int, int] = (3, 4, 6), norm: NormFactory = FrozenBatchNorm2d
+        self,
+        layers: tuple[int, int, int] = (3, 4, 6),
+        width: int = 64,
+        norm: NormFactory = FrozenBatchNorm2d,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = norm(64)
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = norm(width)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self._inplanes = 64
-        self.layer1 = self._make_layer(64, layers[0], 1, norm)
-        self.layer2 = self._make_layer(128, layers[1], 2, norm)
-        self.layer3 = self._make_layer(256, layers[2], 2, norm)
-        self.out_dims = (256, 512, 1024, 1024)
+        self._inplanes = width
+        self.layer1 = self._make_layer(width, layers[0], 1, norm)
+        self.layer2 = self._make_layer(width * 2, layers[1], 2, norm)
+        self.layer3 = self._make_layer(width * 4, layers[2], 2, norm)
+        self.out_dims = (width * 4, width * 8, width * 16, width * 16)
 
     def _make_layer(self, planes: int, blocks: int, stride: int, norm: NormFactory) -> nn.Module:
         downsample = None
