@@ -129,16 +129,19 @@ UNINEXT_VIT_H = UninextSpec(
     backbone=BackboneSpec(kind="vit", embed_dim=1280, vit_depth=32, num_heads=16)
 )
 
-# A small network of the same architecture, trained on the synthetic benchmark (weights/).
+# A small network of the same architecture, trained on the synthetic benchmark (weights/). Its
+# text side reads the benchmark's word-level tokenizer (pipeline/tokenize.py: 4 specials, <pad>
+# = 1, then the 48 words of pipeline.data.synthetic_vocabulary()).
 UNINEXT_TINY = UninextSpec(
     backbone=BackboneSpec(kind="resnet", depth=18, stem_channels=16, res2_channels=16, norm="GN"),
     text=TextSpec(
-        vocab_size=64,
+        vocab_size=52,
         hidden_size=64,
         num_layers=1,
         num_heads=2,
         intermediate_size=128,
         max_positions=32,
+        pad_token_id=1,
     ),
     d_model=64,
     num_heads=4,
@@ -151,9 +154,16 @@ UNINEXT_TINY = UninextSpec(
     mask_channels=8,
     mask_hidden=16,
     dynamic_channels=8,
-    min_size=96,
-    max_size=160,
+    min_size=144,
+    max_size=256,
 )
+
+
+def tiny_spec(vocab_size: int, pad_token_id: int = 1) -> UninextSpec:
+    """:data:`UNINEXT_TINY` for a word-level vocabulary of ``vocab_size`` tokens."""
+    text = replace(UNINEXT_TINY.text, vocab_size=vocab_size, pad_token_id=pad_token_id)
+    return replace(UNINEXT_TINY, text=text)
+
 
 VARIANTS: dict[str, UninextSpec] = {
     "r50": UNINEXT_R50,

@@ -84,3 +84,12 @@ def test_clip_batches_become_frame_samples(tmp_path) -> None:
     terms = uninext_clip_loss(model, batch)
     assert torch.isfinite(terms["loss"])
     terms["loss"].backward()
+
+
+def test_the_tiny_preset_reads_the_synthetic_tokenizer() -> None:
+    from models.uninext.spec import tiny_spec
+    from pipeline.data import synthetic_vocabulary
+    from pipeline.tokenize import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(synthetic_vocabulary())
+    assert tiny_spec(tokenizer.vocab_size, tokenizer.pad_token_id) == UNINEXT_TINY
