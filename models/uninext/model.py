@@ -273,10 +273,18 @@ class UninextModel(nn.Module):
             all_layers: also compute the heads of the intermediate decoder layers (training).
             topk_indices: force the proposal order (parity checks only; see Transformer.decode).
         """
-        enc = self.transformer.encode(
-            visual.srcs, visual.masks, visual.poses, text.hidden, text.mask
-        )
-        dec = self.transformer.decode(enc, self.proposal_class, self.bbox_embed, topk_indices)
+        # The official transformer always runs in float32 (custom_fwd(cast_inputs=float32)),
+        # also under mixed precision: so does this one.
+        device_type = visual.srcs[0].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            enc = self.transformer.encode(
+                [s.float() for s in visual.srcs],
+                visual.masks,
+                [p.float() for p in visual.poses],
+                text.hidden.float(),
+                text.mask,
+            )
+            dec = self.transformer.decode(enc, self.proposal_class, self.bbox_embed, topk_indices)
         pooled = pool_text(enc.text, enc.text_mask)[:, None]
         last = self.num_dec_layers - 1
         which = range(self.num_dec_layers) if all_layers else [last]
