@@ -134,40 +134,18 @@ def _produce(job: NodeJob, video: str, out: MaskSet) -> None:
 
 
 def _import(job: NodeJob, video: str, out: MaskSet) -> None:
+    """Copy existing predictions, checked against the split's expressions and frames (key
+    frames come later from the source's ``key_frame.json`` or the argmax of its scores)."""
+    from pipeline.data import SplitMeta
+
     settings = job.settings
     source = open_masks(settings["predictions"], scores=_scores(settings.get("scores")))
-    dataset = open_dataset_cached(job.dataset)
-    wanted = _expressions(job, video)
-    if video not in source.videos():
-        raise UserError(f"import {job.name}: {settings['predictions']} has no video {video}")
-    have = set(source.expressions(video))
-    lacking = [e for e in wanted if e not in have]
-    if lacking:
-        raise UserError(
-            f"import {job.name}: {settings['predictions']}: video {video} lacks expressions "
-            f"{lacking}"
-        )
-    frame_ids = dataset.video(video).frame_ids
-    for exp in wanted:
-        track = source.read(video, exp)
-        if track.frame_ids != tuple(frame_ids):
-            missing = sorted(set(frame_ids) - set(track.frame_ids))
-            raise UserError(
-                f"import {job.name}: video {video} expression {exp}: frames differ from the "
-                f"dataset (missing {missing[:5]})"
-            )
-    import_masks(source, out, videos=[video], overwrite=True)
-    # keep the dataset's expression order, and key frames from scores where the source has none
-    recorded = out.key_frames(video)
-    chosen = {}
-    for exp in wanted:
-        track = out.read(video, exp)
-        key = recorded.get(exp, track.key_frame())
-        if key is not None:
-            chosen[exp] = int(key)
-    if chosen:
-        out.write_key_frames(video, chosen)
-    out.mark_complete(video, wanted)
+    meta = open_dataset_cached(job.dataset).meta
+    one_video = SplitMeta({video: meta.videos[video]}, meta.path)
+    try:
+        import_masks(source, out, meta=one_video, videos=[video], overwrite=True)
+    except UserError as err:
+        raise UserError(f"import {job.name} ({settings['predictions']}): {err}") from err
 
 
 @lru_cache(maxsize=4)
