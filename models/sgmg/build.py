@@ -90,9 +90,9 @@ PRESETS: dict[str, SgMgConfig] = {
 def tiny_config(vocab_size: int, *, multi_object: bool = False) -> SgMgConfig:
     """The small SgMg trained on the synthetic benchmark (a word-level vocabulary, CPU-sized)."""
     return SgMgConfig(
-        embed_dim=32,
-        depths=(2, 2, 2, 1),
-        num_heads=(2, 4, 4, 8),
+        embed_dim=24,
+        depths=(1, 1, 2, 1),
+        num_heads=(1, 2, 3, 6),
         drop_path_rate=0.1,
         text=TextConfig(
             vocab_size=vocab_size,

@@ -10,7 +10,8 @@ sigmoid gives the probabilities (``> 0.5`` = the official PNG).
 Better than the official scripts, same numbers: the video is encoded once (Video Swin, input
 projections, pre-fusion spectrum filters) for all of its expressions; expressions are decoded
 in batches; past the backbone frames are independent, so decoding runs in frame chunks and
-memory stays bounded on long videos.
+memory stays bounded on long videos. Multi-object SgMg (:mod:`models.sgmg.multi`) runs its
+shared fusion and encoder once per frame chunk for all expressions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models.common.deformable_transformer import EncoderMemory
 from models.common.rvos_inference import clip_bounds, logits_to_size, select_query
 from models.sgmg.model import ExpressionFeatures, SgMg, VideoFeatures, pad_video
 
@@ -64,22 +66,34 @@ def predict_clip(
     """
     h, w = frames.shape[-2:]
     video = model.encode_video(pad_video(frames)[None], torch.tensor([[h, w]]))
+    shared = None
+    if hasattr(model, "encode_shared"):  # multi-object SgMg: one fusion/encoder for all
+        shared = {
+            (f0, f1): model.encode_shared(video.frames(f0, f1), text)
+            for f0, f1 in _chunks(video.num_frames, frame_chunk)
+        }
     results: list[ClipPrediction] = []
     for e0, e1 in _chunks(len(text), expression_chunk):
-        results.extend(_predict_expressions(model, video, text.select(slice(e0, e1)), frame_chunk))
+        chunk = text.select(slice(e0, e1))
+        results.extend(_predict_expressions(model, video, chunk, frame_chunk, shared))
     return [
         ClipPrediction(r.query, r.mean_scores, r.frame_scores, r.logits[:, :h, :w]) for r in results
     ]
 
 
 def _predict_expressions(
-    model: SgMg, video: VideoFeatures, text: ExpressionFeatures, frame_chunk: int
+    model: SgMg,
+    video: VideoFeatures,
+    text: ExpressionFeatures,
+    frame_chunk: int,
+    shared: dict[tuple[int, int], EncoderMemory] | None,
 ) -> list[ClipPrediction]:
     E, T = len(text), video.num_frames
     last = model.num_decoder_layers - 1
     logits, patches = [], []
     for f0, f1 in _chunks(T, frame_chunk):
-        out = model.decode(video.frames(f0, f1), text, mask_layers=[last])
+        extra = {} if shared is None else {"shared": shared[(f0, f1)]}
+        out = model.decode(video.frames(f0, f1), text, mask_layers=[last], **extra)
         t = f1 - f0
         logits.append(out.logits[last].view(E, t, -1))
         patches.append(out.patch_logits[last].view(E, t, *out.patch_logits[last].shape[1:]))

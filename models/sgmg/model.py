@@ -145,7 +145,6 @@ class SgMgDecoded:
     hs: torch.Tensor
     patch_logits: dict[int, torch.Tensor]
     columns: int
-    memory: EncoderMemory | None = None
 
 
 class SgMg(nn.Module):
@@ -310,32 +309,67 @@ class SgMg(nn.Module):
         return ExpressionFeatures(words, sentence, raw.pad_mask, positions)
 
     def fuse(
-        self, video: VideoFeatures, text: ExpressionFeatures, *, taps: Taps | None = None
-    ) -> tuple[list[torch.Tensor], int]:
-        """Spectrum-guided Cross-modal Fusion of every level.
+        self,
+        video: VideoFeatures,
+        text: ExpressionFeatures,
+        *,
+        owners: torch.Tensor | None = None,
+        taps: Taps | None = None,
+    ) -> list[torch.Tensor]:
+        """Spectrum-guided Cross-modal Fusion of every level, one column per expression.
 
-        A single video is broadcast to all E expressions; B videos pair with B expressions.
+        Args:
+            owners: E, the video of each expression (default: all of a single video, or
+                expression i of video i).
 
         Returns:
-            (4 levels N x C x h x w with N = columns x T, columns).
+            4 levels N x C x h x w with N = E x T.
         """
-        columns = self._columns(video, text)
-        T = video.num_frames
+        owners = self.owners(video, text) if owners is None else owners
         words = text.words.transpose(0, 1)  # L x E x C
         word_pos = text.positions.transpose(0, 1)
         fused_levels = []
         for i, x in enumerate(video.projected):
-            _, C, h, w = x.shape
-            tokens = x.view(video.num_videos, T, C, h, w).permute(1, 3, 4, 0, 2).flatten(0, 2)
-            if video.num_videos != columns:
-                tokens = tokens.expand(-1, columns, -1)  # (t h w) x E x C
+            tokens = self.video_tokens(x, video)[:, owners]  # (t h w) x E x C
             fused = self.fusion_module(tokens, words, text.pad_mask, word_pos)
-            fused = fused.view(T, h, w, columns, C).permute(3, 0, 4, 1, 2).reshape(-1, C, h, w)
+            fused = self.tokens_to_maps(fused, x.shape[-2:])
             post, coef = self.input_fft_post[i](fused, video.post_gauss[i])
             if taps is not None and i == 3:
                 taps.update(scf3_fused=fused, scf3_post=post, scf3_coef_post=coef)
             fused_levels.append(post)
-        return fused_levels, columns
+        return fused_levels
+
+    @staticmethod
+    def video_tokens(x: torch.Tensor, video: VideoFeatures) -> torch.Tensor:
+        """(B T) x C x h x w -> (T h w) x B x C (the fusion's sequence layout)."""
+        _, C, h, w = x.shape
+        T = video.num_frames
+        return x.view(video.num_videos, T, C, h, w).permute(1, 3, 4, 0, 2).flatten(0, 2)
+
+    @staticmethod
+    def tokens_to_maps(tokens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(T h w) x E x C -> (E T) x C x h x w."""
+        h, w = size
+        L, E, C = tokens.shape
+        T = L // (h * w)
+        return tokens.view(T, h, w, E, C).permute(3, 0, 4, 1, 2).reshape(E * T, C, h, w)
+
+    @staticmethod
+    def owners(video: VideoFeatures, text: ExpressionFeatures) -> torch.Tensor:
+        """The default video of each expression: all of one video, or one expression each."""
+        E, B = len(text), video.num_videos
+        device = text.words.device
+        if B == E:
+            return torch.arange(E, device=device)
+        if B == 1:
+            return torch.zeros(E, dtype=torch.long, device=device)
+        raise ValueError(f"{B} videos cannot pair with {E} expressions without owners")
+
+    @staticmethod
+    def frame_index(owners: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """(E T) indices into the video frames for expression-major columns."""
+        steps = torch.arange(num_frames, device=owners.device)
+        return (owners[:, None] * num_frames + steps).flatten()
 
     def decode(
         self,
@@ -343,38 +377,38 @@ class SgMg(nn.Module):
         text: ExpressionFeatures,
         *,
         mask_layers: Sequence[int] | None = None,
+        owners: torch.Tensor | None = None,
         taps: Taps | None = None,
     ) -> SgMgDecoded:
         """Fusion, transformer, heads and CPK patch logits.
 
         Args:
-            video: features of 1 video (broadcast to every expression) or of E videos.
+            video: features of 1 video (broadcast to every expression) or of several videos.
             text: E expressions.
             mask_layers: decoder layers whose CPK logits to compute (default: the last).
+            owners: E, the video of each expression (see :meth:`owners`).
         """
-        srcs, columns = self.fuse(video, text, taps=taps)
-        return self.decode_fused(srcs, video, text, columns, mask_layers=mask_layers)
+        owners = self.owners(video, text) if owners is None else owners
+        srcs = self.fuse(video, text, owners=owners, taps=taps)
+        index = self.frame_index(owners, video.num_frames)
+        masks = [m[index] for m in video.masks]
+        memory = self.transformer.encode(srcs, masks, [p[index] for p in video.positions])
+        return self.decode_memory(memory, video, text, owners, mask_layers=mask_layers)
 
-    def decode_fused(
+    def decode_memory(
         self,
-        srcs: list[torch.Tensor],
+        memory: EncoderMemory,
         video: VideoFeatures,
         text: ExpressionFeatures,
-        columns: int,
+        owners: torch.Tensor,
         *,
         mask_layers: Sequence[int] | None = None,
-        memory: EncoderMemory | None = None,
     ) -> SgMgDecoded:
-        """The transformer and heads on fused levels (see :meth:`decode`)."""
+        """The decoder, heads and CPK on encoded (per-expression) memory of E x T frames."""
+        columns = len(text)
         T = video.num_frames
         N = columns * T
-        masks, positions, sizes = video.masks, video.positions, video.image_sizes
-        if video.num_videos != columns:
-            masks = [m.repeat(columns, 1, 1) for m in masks]
-            positions = [p.repeat(columns, 1, 1, 1) for p in positions]
-            sizes = sizes.repeat(columns, 1)
-        if memory is None:
-            memory = self.transformer.encode(srcs, masks, positions)
+        sizes = video.image_sizes[self.frame_index(owners, T)]
         Q = self.num_queries
         tgt = text.sentence[:, None, None].expand(columns, T, Q, -1).reshape(N, Q, -1)
         query_pos = self.query_embed.weight[None].expand(N, -1, -1)
@@ -409,7 +443,6 @@ class SgMg(nn.Module):
             hs=out.hs,
             patch_logits=patch_logits,
             columns=columns,
-            memory=memory,
         )
 
     def refine(
@@ -428,14 +461,6 @@ class SgMg(nn.Module):
         c, h, w = patch_logits.shape[-3:]
         low = F.pixel_shuffle(patch_logits.reshape(-1, c, h, w), PATCH)
         return low.reshape(*patch_logits.shape[:-3], h * PATCH, w * PATCH)
-
-    @staticmethod
-    def _columns(video: VideoFeatures, text: ExpressionFeatures) -> int:
-        if video.num_videos == len(text):
-            return len(text)
-        if video.num_videos == 1:
-            return len(text)
-        raise ValueError(f"{video.num_videos} videos cannot pair with {len(text)} expressions")
 
 
 def pad_video(frames: torch.Tensor, divisor: int = SIZE_DIVISIBILITY) -> torch.Tensor:

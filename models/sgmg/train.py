@@ -39,6 +39,9 @@ class SgMgObjective:
     aux_loss: bool = True
 
 
+DEFAULT_OBJECTIVE = SgMgObjective()
+
+
 def layer_losses(
     model: SgMg,
     decoded: SgMgDecoded,
@@ -102,17 +105,23 @@ def refine_features(video: VideoFeatures, batch: ClipBatch) -> tuple[torch.Tenso
 
 
 def sgmg_loss(
-    model: SgMg, batch: ClipBatch, objective: SgMgObjective = SgMgObjective()
+    model: SgMg, batch: ClipBatch, objective: SgMgObjective = DEFAULT_OBJECTIVE
 ) -> dict[str, torch.Tensor]:
-    """Weighted loss terms of one batch (``loss`` = their sum); one expression per clip."""
-    if any(c != 1 for c in batch.expression_counts):
-        raise ValueError("SgMg trains on one expression per clip (use MultiObjectSgMg for more)")
+    """Weighted loss terms of one batch (``loss`` = their sum).
+
+    A clip may carry several expressions (``batch.expression_counts``): the clip is encoded
+    once and each expression decoded as its own column, which for SgMg is the same as
+    separate clips sharing frames. :class:`models.sgmg.multi.MultiObjectSgMg` decodes them
+    through its shared fusion and encoder instead (its ``decode``).
+    """
     video = model.encode_video(batch.frames, batch.image_sizes)
     text = model.encode_text(batch.input_ids, batch.attention_mask)
+    counts = torch.tensor(batch.expression_counts, device=batch.frames.device)
+    owners = torch.repeat_interleave(torch.arange(batch.num_clips, device=counts.device), counts)
     layers = list(range(model.num_decoder_layers))
     if not objective.aux_loss:
         layers = layers[-1:]
-    decoded = model.decode(video, text, mask_layers=layers)
+    decoded = model.decode(video, text, mask_layers=layers, owners=owners)
     return assemble(model, decoded, layers, refine_features(video, batch), batch, objective)
 
 

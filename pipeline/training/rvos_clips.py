@@ -55,7 +55,7 @@ class ClipConfig:
     reverse_prob: float = 0.0
     local_window: int = 3
     size_divisibility: int = 32
-    min_size: int = 144  # SgMg: the stride-64 level must be at least 3x3
+    min_size: int = 144  # padded size at least this (SgMg: the stride-64 level >= 3x3)
     expressions_per_clip: int = 1
 
 
@@ -186,8 +186,7 @@ class RVOSClipDataset:
         texts = [self.dataset.expression(sample.video, e).text for e in exp_ids]
         H, W = clip.shape[-2:]
         short = int(cfg.short_sides[int(rng.integers(len(cfg.short_sides)))])
-        h, w = _resize_keep_ratio(H, W, max(short, cfg.min_size), cfg.max_size)
-        h, w = max(h, cfg.min_size), max(w, cfg.min_size)
+        h, w = _resize_keep_ratio(H, W, short, cfg.max_size)
         clip = F.interpolate(
             clip, size=(h, w), mode="bilinear", align_corners=False, antialias=True
         )
@@ -202,8 +201,10 @@ class RVOSClipDataset:
 
     def _collate(self, clips: Sequence[dict]) -> ClipBatch:
         d = self.config.size_divisibility
-        Hp = max(-(-c["frames"].shape[-2] // d) * d for c in clips)
-        Wp = max(-(-c["frames"].shape[-1] // d) * d for c in clips)
+        # pad to the divisibility and to the model's minimum input (no distortion)
+        low = self.config.min_size
+        Hp = max(-(-max(c["frames"].shape[-2], low) // d) * d for c in clips)
+        Wp = max(-(-max(c["frames"].shape[-1], low) // d) * d for c in clips)
         frames, sizes, masks, boxes, valid, texts, counts = [], [], [], [], [], [], []
         for c in clips:
             h, w = c["frames"].shape[-2:]

@@ -1,0 +1,183 @@
+"""``lsvos train-rvos``: train a tiny RVOS model on a Ref-YouTube-VOS-layout folder.
+
+Example (the shipped SgMg)::
+
+    lsvos data synth --out data/synth
+    lsvos train-rvos --model sgmg-tiny --data data/synth --out weights/sgmg_tiny.safetensors
+
+Models are registered in :mod:`pipeline.training.rvos_models` (``MODELS``; ``--list`` shows
+them). Training resumes from ``--work`` (default ``<out>.work/``), where a checkpoint is written
+atomically every ``--checkpoint-every`` steps, with a JSON-lines log. At the end the weights are
+written beside their word-level tokenizer and scored on ``--eval-split`` (J&F).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.errors import InputFileError, UserError
+
+NAME = "train-rvos"
+HELP = "train a tiny RVOS model (SgMg, ...) on a Ref-YouTube-VOS-layout dataset"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model name (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the trainable models")
+    parser.add_argument("--data", type=Path, help="dataset root (e.g. from lsvos data synth)")
+    parser.add_argument("--out", type=Path, help="output weights (.safetensors)")
+    parser.add_argument("--split", default="train", help="training split (default train)")
+    parser.add_argument("--steps", type=int, help="optimiser steps (default: the model's)")
+    parser.add_argument("--batch-size", type=int, help="clips per step (default: the model's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and batches")
+    parser.add_argument("--work", type=Path, help="checkpoint/log folder (default <out>.work)")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps (default 100)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--eval-split", default="valid", help="split scored at the end")
+    parser.add_argument("--eval-data", type=Path, help="dataset root scored (default --data)")
+    parser.add_argument("--lr", type=float, help="scale every learning rate to this base rate")
+    parser.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    parser.add_argument(
+        "--eval-only", action="store_true", help="score existing --out weights, do not train"
+    )
+
+
+def _log(work: Path, record: dict[str, Any]) -> None:
+    with (work / "log.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.training.rvos_models import (
+        evaluate,
+        load_trained,
+        registered_models,
+    )
+
+    if args.list:
+        for name, spec in sorted(registered_models().items()):
+            print(f"{name:20s} {spec.description}")
+        return 0
+    if args.out is None or (args.data is None and not args.eval_only):
+        raise UserError("--out and --data are required (or --list)")
+    torch.set_num_threads(max(1, args.threads))
+    if args.eval_only:
+        if args.data is None:
+            raise UserError("--eval-only needs --data")
+        trained = load_trained(args.out)
+        root = args.eval_data or args.data
+        result = evaluate(trained.producer(), trained.tokenizer, root, args.eval_split)
+        print(_eval_line(args.eval_split, result))
+        return 0
+    if args.model is None:
+        raise UserError("--model is required (see --list)")
+    train(args)
+    return 0
+
+
+def _eval_line(split: str, result: Any) -> str:
+    return (
+        f"{split}: J&F {result.JF:.4f} (J {result.J:.4f}, F {result.F:.4f}) over "
+        f"{result.expressions} expressions of {result.videos} videos, {result.seconds:.1f} s"
+    )
+
+
+def train(args: argparse.Namespace) -> None:
+    from models.train.loop import OptimConfig, Trainer
+    from pipeline.tokenize import build_word_tokenizer
+    from pipeline.training.rvos_clips import RVOSClipDataset
+    from pipeline.training.rvos_models import evaluate, model_spec, save_trained
+
+    spec = model_spec(args.model)
+    vocab_file = args.data / "vocabulary.txt"
+    if not vocab_file.is_file():
+        raise InputFileError(f"{vocab_file} not found: the word-level tokenizer is built from it")
+    tokenizer = build_word_tokenizer(vocab_file.read_text().split())
+    dataset = RVOSClipDataset(args.data, tokenizer, spec.clips, split=args.split, seed=args.seed)
+    torch.manual_seed(args.seed)
+    config = spec.default_config(tokenizer.vocab_size)
+    model = spec.build(config)
+    optim = spec.optim
+    if args.steps is not None:
+        scale = args.steps / optim.steps
+        optim = OptimConfig(
+            **{
+                **optim.__dict__,
+                "steps": args.steps,
+                "lr_drops": tuple(int(d * scale) for d in optim.lr_drops),
+                "warmup_steps": min(optim.warmup_steps, args.steps // 10),
+            }
+        )
+    if args.lr is not None:
+        ratio = args.lr / optim.lr
+        optim = OptimConfig(
+            **{
+                **optim.__dict__,
+                "lr": args.lr,
+                "lr_by_prefix": {k: v * ratio for k, v in optim.lr_by_prefix.items()},
+            }
+        )
+    batch_size = args.batch_size or spec.batch_size
+    work = args.work or args.out.with_name(args.out.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, spec.loss, optim)
+    last = work / "last.pt"
+    if last.is_file():
+        trainer.load_state_dict(torch.load(last, map_location="cpu", weights_only=True))
+        print(f"resumed from {last} at step {trainer.step}")
+    command = "lsvos " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+
+    def on_log(step: int, mean: dict[str, float]) -> None:
+        main_terms = {k: round(v, 4) for k, v in mean.items() if not k[-1].isdigit()}
+        print(f"step {step}/{optim.steps} {main_terms}", flush=True)
+        _log(work, {"step": step, **mean})
+
+    started = time.perf_counter()
+    trainer.fit(
+        lambda step: dataset.batch(step, batch_size),
+        on_log=on_log,
+        log_every=20,
+        on_checkpoint=lambda step, state: _save_checkpoint(last, state),
+        checkpoint_every=args.checkpoint_every,
+    )
+    facts: dict[str, Any] = {
+        "command": command,
+        "steps": optim.steps,
+        "lr": optim.lr,
+        "batch_size": batch_size,
+        "seed": args.seed,
+        "data": str(args.data),
+        "split": args.split,
+        "train_seconds_this_run": round(time.perf_counter() - started, 1),
+        "torch": torch.__version__,
+    }
+    save_trained(  # before scoring: an evaluation failure must not lose the training
+        args.out, model, model_name=spec.name, config=config, tokenizer=tokenizer, facts=facts
+    )
+    if not args.no_eval:
+        eval_root = args.eval_data or args.data
+        result = evaluate(spec.producer(model.eval()), tokenizer, eval_root, args.eval_split)
+        print(_eval_line(args.eval_split, result))
+        facts.update(
+            eval_data=str(eval_root),
+            **{f"{args.eval_split}_{k}": round(getattr(result, k), 4) for k in ("JF", "J", "F")},
+        )
+        save_trained(
+            args.out, model, model_name=spec.name, config=config, tokenizer=tokenizer, facts=facts
+        )
+    _log(work, {"done": True, **facts})
+    print(f"wrote {args.out} and {args.out.name.removesuffix('.safetensors')}.tokenizer.json")

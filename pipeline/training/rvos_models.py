@@ -1,0 +1,260 @@
+"""The trainable RVOS models (a small registry) and their shipped-weights format.
+
+Each :class:`RVOSModelSpec` says how to build a model from a config dict, its training
+objective, clip sampling, optimiser defaults and how to wrap it as a producer. Register a model
+by adding an entry to :data:`MODELS` (``lsvos train-rvos --model NAME`` lists them).
+
+Shipped weights are one ``.safetensors`` file (the port's state dict; metadata: model name,
+config JSON, training facts) plus the word-level tokenizer as ``<stem>.tokenizer.json``
+beside it. :func:`load_trained` rebuilds the model and tokenizer from those two files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.common.producer import Producer
+from models.train.batch import ClipBatch
+from models.train.loop import OptimConfig
+from pipeline.errors import InputFileError, UserError
+from pipeline.tokenize import WordTokenizer, load_word_tokenizer
+from pipeline.training.rvos_clips import ClipConfig
+
+WEIGHTS_FORMAT = "lsvos-rvos-weights/1"
+
+
+@dataclass(frozen=True)
+class RVOSModelSpec:
+    """How to train, save and run one trainable RVOS model."""
+
+    name: str
+    description: str
+    default_config: Callable[[int], dict[str, Any]]  # vocabulary size -> config dict
+    build: Callable[[Mapping[str, Any]], nn.Module]
+    loss: Callable[[nn.Module, ClipBatch], Mapping[str, torch.Tensor]]
+    producer: Callable[[nn.Module], Producer]  # the model's own protocol for tiny inputs
+    clips: ClipConfig = field(default_factory=ClipConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=3000))
+    batch_size: int = 2
+
+
+def _sgmg_specs() -> dict[str, RVOSModelSpec]:
+    from models.sgmg.build import SgMgConfig, build_sgmg, tiny_config
+    from models.sgmg.producer import SgMgProducer, SgMgProtocol
+    from models.sgmg.train import sgmg_loss
+
+    def build(config: Mapping[str, Any]) -> nn.Module:
+        return build_sgmg(SgMgConfig.from_dict(config))
+
+    def producer(model: nn.Module) -> Producer:
+        return SgMgProducer(model, SgMgProtocol(short_side=160))  # type: ignore[arg-type]
+
+    # from scratch on CPU: one rate for all parts, a short warm-up, looser clipping than the
+    # released fine-tuning recipe (lr 1e-4, backbone 5e-5, text 1e-5, clip 0.1)
+    optim = OptimConfig(
+        steps=4000,
+        lr=4e-4,
+        lr_by_prefix={},
+        weight_decay=1e-4,
+        grad_clip=1.0,
+        lr_drops=(3200,),
+        warmup_steps=200,
+    )
+    specs = {
+        "sgmg-tiny": RVOSModelSpec(
+            name="sgmg-tiny",
+            description="SgMg, tiny Video Swin + 2-layer word-level RoBERTa, 64-d transformer",
+            default_config=lambda vocab: tiny_config(vocab).to_dict(),
+            build=build,
+            loss=sgmg_loss,  # type: ignore[arg-type]
+            producer=producer,
+            # 3 expressions of a clip share its encoding (the same as 3 clips with one each)
+            clips=ClipConfig(
+                num_frames=3,
+                short_sides=(128, 144, 160),
+                max_size=224,
+                size_divisibility=16,
+                expressions_per_clip=3,
+            ),
+            optim=optim,
+            batch_size=1,
+        )
+    }
+    specs["sgmg-multi-tiny"] = RVOSModelSpec(
+        name="sgmg-multi-tiny",
+        description="Fast (multi-object) SgMg: one pass for every expression of a video",
+        default_config=lambda vocab: tiny_config(vocab, multi_object=True).to_dict(),
+        build=build,
+        loss=sgmg_loss,  # type: ignore[arg-type]
+        producer=producer,
+        clips=ClipConfig(
+            num_frames=3,
+            short_sides=(128, 144, 160),
+            max_size=224,
+            size_divisibility=16,
+            expressions_per_clip=3,
+        ),
+        optim=optim,
+        batch_size=1,
+    )
+    return specs
+
+
+def registered_models() -> dict[str, RVOSModelSpec]:
+    """Every trainable model by name (``--model`` of ``lsvos train-rvos``)."""
+    models: dict[str, RVOSModelSpec] = {}
+    models.update(_sgmg_specs())
+    return models
+
+
+def model_spec(name: str) -> RVOSModelSpec:
+    models = registered_models()
+    if name not in models:
+        raise UserError(f"unknown RVOS model {name!r}; trainable: {', '.join(sorted(models))}")
+    return models[name]
+
+
+def tokenizer_path(weights: str | Path) -> Path:
+    """``weights/sgmg_tiny.safetensors`` -> ``weights/sgmg_tiny.tokenizer.json``."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.removesuffix(".safetensors") + ".tokenizer.json")
+
+
+def save_trained(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    model_name: str,
+    config: Mapping[str, Any],
+    tokenizer: WordTokenizer,
+    facts: Mapping[str, Any],
+) -> None:
+    """Write the weights (atomically) and the tokenizer beside them."""
+    from safetensors.torch import save_file
+
+    from pipeline.tokenize import save_word_tokenizer
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": WEIGHTS_FORMAT,
+        "model": model_name,
+        "config": json.dumps(dict(config)),
+        "facts": json.dumps(dict(facts)),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    save_word_tokenizer(tokenizer, tokenizer_path(path))
+
+
+@dataclass(frozen=True)
+class TrainedRVOS:
+    """A model rebuilt from shipped weights."""
+
+    model: nn.Module
+    tokenizer: WordTokenizer
+    spec: RVOSModelSpec
+    config: dict[str, Any]
+    facts: dict[str, Any]
+
+    def producer(self) -> Producer:
+        return self.spec.producer(self.model)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"weights not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:
+        raise InputFileError(f"cannot read weights {path}: {err}") from err
+
+
+def load_trained(path: str | Path) -> TrainedRVOS:
+    """Rebuild a model trained by ``lsvos train-rvos`` (strict key check)."""
+    from safetensors.torch import load_file
+
+    from models.common.checkpoint import load_state_strict
+
+    meta = read_metadata(path)
+    if meta.get("format") != WEIGHTS_FORMAT:
+        raise InputFileError(f"{path} is not a weights file written by lsvos train-rvos")
+    spec = model_spec(meta["model"])
+    config = json.loads(meta["config"])
+    model = spec.build(config)
+    load_state_strict(model, load_file(str(path)), what=str(path))
+    tokenizer = load_word_tokenizer(tokenizer_path(path))
+    return TrainedRVOS(model.eval(), tokenizer, spec, config, json.loads(meta.get("facts", "{}")))
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """J&F of a model on a split: means over expressions (fractions in [0, 1])."""
+
+    J: float
+    F: float
+    expressions: int
+    videos: int
+    seconds: float
+
+    @property
+    def JF(self) -> float:  # noqa: N802 - the metric's name
+        return (self.J + self.F) / 2
+
+
+def evaluate(
+    producer: Producer,
+    tokenizer: WordTokenizer,
+    root: str | Path,
+    split: str = "valid",
+    *,
+    max_videos: int | None = None,
+) -> EvalResult:
+    """Run ``producer`` on every video of a split with ground truth; Ref-YTVOS J&F."""
+    import time
+
+    from pipeline.data import open_dataset
+    from pipeline.scoring import j_and_f
+
+    dataset = open_dataset("ytvos", Path(root), split)
+    if not dataset.has_ground_truth:
+        raise UserError(f"{root} split {split!r} has no ground truth to score against")
+    js, fs = [], []
+    videos = dataset.video_ids()[:max_videos] if max_videos else dataset.video_ids()
+    started = time.perf_counter()
+    for vid in videos:
+        exps = dataset.expressions(vid)
+        if not exps:
+            continue
+        frames = torch.from_numpy(dataset.read_frames(vid)).permute(0, 3, 1, 2).contiguous()
+        tokens = tokenizer([e.text for e in exps])
+        for result in producer.segment_video(frames, tokens):
+            gt = dataset.ground_truth(vid, exps[result.index].id)
+            j, f = j_and_f((result.probs > 0.5).numpy(), gt)
+            js.append(float(np.mean(j)))
+            fs.append(float(np.mean(f)))
+    seconds = time.perf_counter() - started
+    if not js:
+        raise UserError(f"{root} split {split!r} has no expression to score")
+    return EvalResult(float(np.mean(js)), float(np.mean(fs)), len(js), len(videos), seconds)
