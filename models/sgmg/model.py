@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ PATCH = 4  # CPK: 16 channels = a 4 x 4 patch per 1/8 cell (hard-coded in the of
 MASK_STRIDE = 8
 SIZE_DIVISIBILITY = 16  # inference padding (training batches pad to 32)
 
-Taps = dict[str, torch.Tensor]
+Taps = dict[str, torch.Tensor]  # debugging outputs by name (the parity cases' taps)
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,6 @@ class VideoFeatures:
     post_gauss: list[torch.Tensor]
     image_sizes: torch.Tensor
     num_videos: int
-    taps: Taps = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
@@ -94,7 +93,6 @@ class VideoFeatures:
             masks=cut(self.masks),
             positions=cut(self.positions),
             image_sizes=self.image_sizes[start:end],
-            taps={},
         )
 
 
@@ -113,7 +111,6 @@ class ExpressionFeatures:
     sentence: torch.Tensor
     pad_mask: torch.Tensor
     positions: torch.Tensor
-    taps: Taps = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.words.shape[0])

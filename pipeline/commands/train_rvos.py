@@ -166,7 +166,7 @@ def train(args: argparse.Namespace) -> None:
         "torch": torch.__version__,
     }
     save_trained(  # before scoring: an evaluation failure must not lose the training
-        args.out, model, model_name=spec.name, config=config, tokenizer=tokenizer, facts=facts
+        args.out, model, spec=spec, config=config, tokenizer=tokenizer, facts=facts
     )
     if not args.no_eval:
         eval_root = args.eval_data or args.data
@@ -176,8 +176,6 @@ def train(args: argparse.Namespace) -> None:
             eval_data=str(eval_root),
             **{f"{args.eval_split}_{k}": round(getattr(result, k), 4) for k in ("JF", "J", "F")},
         )
-        save_trained(
-            args.out, model, model_name=spec.name, config=config, tokenizer=tokenizer, facts=facts
-        )
+        save_trained(args.out, model, spec=spec, config=config, tokenizer=tokenizer, facts=facts)
     _log(work, {"done": True, **facts})
     print(f"wrote {args.out} and {args.out.name.removesuffix('.safetensors')}.tokenizer.json")

@@ -4,16 +4,16 @@ Each :class:`RVOSModelSpec` says how to build a model from a config dict, its tr
 objective, clip sampling, optimiser defaults and how to wrap it as a producer. Register a model
 by adding an entry to :data:`MODELS` (``lsvos train-rvos --model NAME`` lists them).
 
-Shipped weights are one ``.safetensors`` file (the port's state dict; metadata: model name,
-config JSON, training facts) plus the word-level tokenizer as ``<stem>.tokenizer.json``
-beside it. :func:`load_trained` rebuilds the model and tokenizer from those two files.
+Shipped weights are a project weights file (:mod:`pipeline.weights`: the port's state dict,
+``lsvos.family`` and ``lsvos.config`` metadata, so the pipeline's producers load it like any
+project weights; plus ``lsvos.model`` = the registry name and the training facts) and the
+word-level tokenizer as ``<stem>.tokenizer.json`` beside it. :func:`load_trained` rebuilds the
+model and tokenizer from those two files.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +29,9 @@ from models.train.loop import OptimConfig
 from pipeline.errors import InputFileError, UserError
 from pipeline.tokenize import WordTokenizer, load_word_tokenizer
 from pipeline.training.rvos_clips import ClipConfig
+from pipeline.weights import load_project_weights, save_project_weights
 
-WEIGHTS_FORMAT = "lsvos-rvos-weights/1"
+MODEL_KEY = "lsvos.model"  # the registry name, beside pipeline.weights' family and config
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class RVOSModelSpec:
     """How to train, save and run one trainable RVOS model."""
 
     name: str
+    family: str
     description: str
     default_config: Callable[[int], dict[str, Any]]  # vocabulary size -> config dict
     build: Callable[[Mapping[str, Any]], nn.Module]
@@ -73,6 +75,7 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
     specs = {
         "sgmg-tiny": RVOSModelSpec(
             name="sgmg-tiny",
+            family="sgmg",
             description="SgMg, tiny Video Swin + 2-layer word-level RoBERTa, 64-d transformer",
             default_config=lambda vocab: tiny_config(vocab).to_dict(),
             build=build,
@@ -92,6 +95,7 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
     }
     specs["sgmg-multi-tiny"] = RVOSModelSpec(
         name="sgmg-multi-tiny",
+        family="sgmg",
         description="Fast (multi-object) SgMg: one pass for every expression of a video",
         default_config=lambda vocab: tiny_config(vocab, multi_object=True).to_dict(),
         build=build,
@@ -134,33 +138,21 @@ def save_trained(
     path: str | Path,
     model: nn.Module,
     *,
-    model_name: str,
+    spec: RVOSModelSpec,
     config: Mapping[str, Any],
     tokenizer: WordTokenizer,
     facts: Mapping[str, Any],
 ) -> None:
-    """Write the weights (atomically) and the tokenizer beside them."""
-    from safetensors.torch import save_file
-
+    """Write the weights as a project weights file (:mod:`pipeline.weights`: family and config
+    in the metadata, atomically) and the tokenizer beside them."""
     from pipeline.tokenize import save_word_tokenizer
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {
-        "format": WEIGHTS_FORMAT,
-        "model": model_name,
-        "config": json.dumps(dict(config)),
-        "facts": json.dumps(dict(facts)),
+    extra = {
+        MODEL_KEY: spec.name,
+        "lsvos.trained_with": str(facts.get("command", "")),
+        "lsvos.score": json.dumps(dict(facts), sort_keys=True),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_project_weights(path, spec.family, config, model.state_dict(), extra)
     save_word_tokenizer(tokenizer, tokenizer_path(path))
 
 
@@ -178,34 +170,20 @@ class TrainedRVOS:
         return self.spec.producer(self.model)
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception as err:
-        raise InputFileError(f"cannot read weights {path}: {err}") from err
-
-
 def load_trained(path: str | Path) -> TrainedRVOS:
-    """Rebuild a model trained by ``lsvos train-rvos`` (strict key check)."""
-    from safetensors.torch import load_file
-
+    """Rebuild a model trained by ``lsvos train-rvos`` (strict key check) and its tokenizer."""
     from models.common.checkpoint import load_state_strict
 
-    meta = read_metadata(path)
-    if meta.get("format") != WEIGHTS_FORMAT:
-        raise InputFileError(f"{path} is not a weights file written by lsvos train-rvos")
-    spec = model_spec(meta["model"])
-    config = json.loads(meta["config"])
-    model = spec.build(config)
-    load_state_strict(model, load_file(str(path)), what=str(path))
+    weights = load_project_weights(path)
+    name = weights.metadata.get(MODEL_KEY)
+    if name is None:
+        raise InputFileError(f"{path} was not written by lsvos train-rvos (no {MODEL_KEY!r})")
+    spec = model_spec(name)
+    model = spec.build(weights.config)
+    load_state_strict(model, weights.state, what=str(path))
     tokenizer = load_word_tokenizer(tokenizer_path(path))
-    return TrainedRVOS(model.eval(), tokenizer, spec, config, json.loads(meta.get("facts", "{}")))
+    facts = json.loads(weights.metadata.get("lsvos.score", "{}"))
+    return TrainedRVOS(model.eval(), tokenizer, spec, weights.config, facts)
 
 
 @dataclass(frozen=True)

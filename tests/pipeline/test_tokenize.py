@@ -46,3 +46,22 @@ def test_missing_files_are_user_errors(tmp_path: Path, monkeypatch: pytest.Monke
         load_tokenizer("bert-base-uncased")
     with pytest.raises(UserError, match="no expression"):
         build_word_tokenizer(["a"])([])
+
+
+def test_hf_tokenizer_from_a_local_folder(tmp_path: Path) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    words = build_word_tokenizer(["the", "red", "circle"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=words.tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+    fast.save_pretrained(tmp_path / "tok")
+    tok = load_hf_tokenizer("roberta-base", tmp_path / "tok")
+    out = tok(["the red circle", "red"])
+    assert out.input_ids.tolist() == [[0, 4, 5, 6, 2], [0, 5, 2, 1, 1]]
+    assert out.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert isinstance(load_tokenizer(tmp_path / "tok"), type(tok))
