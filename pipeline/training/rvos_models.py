@@ -114,10 +114,51 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
     return specs
 
 
+def _uninext_specs() -> dict[str, RVOSModelSpec]:
+    from dataclasses import asdict
+
+    from models.uninext.model import build_uninext
+    from models.uninext.producer import UninextProducer
+    from models.uninext.spec import UninextSpec, tiny_spec
+    from models.uninext.train import uninext_clip_loss
+    from pipeline.producers import dataclass_from_dict
+
+    def build(config: Mapping[str, Any]) -> nn.Module:
+        return build_uninext(dataclass_from_dict(UninextSpec, config))
+
+    def producer(model: nn.Module) -> Producer:
+        return UninextProducer(model)  # type: ignore[arg-type]
+
+    return {
+        "uninext-tiny": RVOSModelSpec(
+            name="uninext-tiny",
+            family="uninext",
+            description="UNINEXT, ResNet-18-GN + 1-layer word-level BERT, 64-d DINO transformer",
+            default_config=lambda vocab: asdict(tiny_spec(vocab)),
+            build=build,
+            loss=uninext_clip_loss,  # type: ignore[arg-type]
+            producer=producer,
+            # UNINEXT trains frame by frame: a clip's 2 frames are 2 samples
+            clips=ClipConfig(num_frames=2, short_sides=(128, 144, 160), max_size=256, min_size=128),
+            optim=OptimConfig(
+                steps=3000,
+                lr=3e-4,
+                lr_by_prefix={},
+                weight_decay=1e-4,
+                grad_clip=0.1,
+                lr_drops=(2400,),
+                warmup_steps=50,
+            ),
+            batch_size=2,
+        )
+    }
+
+
 def registered_models() -> dict[str, RVOSModelSpec]:
     """Every trainable model by name (``--model`` of ``lsvos train-rvos``)."""
     models: dict[str, RVOSModelSpec] = {}
     models.update(_sgmg_specs())
+    models.update(_uninext_specs())
     return models
 
 
