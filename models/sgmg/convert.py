@@ -29,33 +29,21 @@ from torch import nn
 
 from models.common.checkpoint import (
     KeyReport,
-    SkipRule,
     convert_state_dict,
     extract_state_dict,
     load_state_strict,
 )
-from models.common.text_encoder import POSITION_IDS_SKIP
+from models.common.rvos_checkpoint import RVOS_SKIPS, prefix_renamer
 from models.common.video_swin import check_relative_position_index
 
-SKIPS = (
-    POSITION_IDS_SKIP,
-    SkipRule(r".*relative_position_index", "Video-Swin index buffer: derived from the window"),
-    SkipRule(r".*(total_ops|total_params)", "thop profiling counters, not weights"),
+# Official SgMg key -> port key.
+rename = prefix_renamer(
+    (
+        ("backbone.0.body.", "backbone."),
+        ("text_encoder.text_backbone.", "text_encoder.model."),
+        ("transformer.decoder.bbox_embed.", "bbox_embed."),
+    )
 )
-
-_PREFIXES = (
-    ("backbone.0.body.", "backbone."),
-    ("text_encoder.text_backbone.", "text_encoder.model."),
-    ("transformer.decoder.bbox_embed.", "bbox_embed."),
-)
-
-
-def rename(key: str) -> str:
-    """Official SgMg key -> port key."""
-    for old, new in _PREFIXES:
-        if key.startswith(old):
-            return new + key[len(old) :]
-    return key
 
 
 def convert_official(
@@ -64,7 +52,7 @@ def convert_official(
     """The port's state dict from an official file's content (or its bare state dict)."""
     official = extract_state_dict(checkpoint, ("model",))
     check_relative_position_index(official, "backbone.0.body.")
-    return convert_state_dict(official, rename=rename, skip=SKIPS)
+    return convert_state_dict(official, rename=rename, skip=RVOS_SKIPS)
 
 
 def load_official(model: nn.Module, checkpoint: Mapping[str, object]) -> KeyReport:

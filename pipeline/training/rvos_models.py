@@ -72,6 +72,14 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
         lr_drops=(3200,),
         warmup_steps=200,
     )
+    # 3 expressions of a clip share its encoding (for plain SgMg the same as 3 clips)
+    clips = ClipConfig(
+        num_frames=3,
+        short_sides=(128, 144, 160),
+        max_size=224,
+        size_divisibility=16,
+        expressions_per_clip=3,
+    )
     specs = {
         "sgmg-tiny": RVOSModelSpec(
             name="sgmg-tiny",
@@ -81,14 +89,7 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
             build=build,
             loss=sgmg_loss,  # type: ignore[arg-type]
             producer=producer,
-            # 3 expressions of a clip share its encoding (the same as 3 clips with one each)
-            clips=ClipConfig(
-                num_frames=3,
-                short_sides=(128, 144, 160),
-                max_size=224,
-                size_divisibility=16,
-                expressions_per_clip=3,
-            ),
+            clips=clips,
             optim=optim,
             batch_size=1,
         )
@@ -101,13 +102,7 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
         build=build,
         loss=sgmg_loss,  # type: ignore[arg-type]
         producer=producer,
-        clips=ClipConfig(
-            num_frames=3,
-            short_sides=(128, 144, 160),
-            max_size=224,
-            size_divisibility=16,
-            expressions_per_clip=3,
-        ),
+        clips=clips,
         optim=optim,
         batch_size=1,
     )
