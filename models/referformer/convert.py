@@ -42,19 +42,12 @@ from torch import nn
 from models.common.checkpoint import (
     CheckpointError,
     KeyReport,
-    SkipRule,
     convert_state_dict,
     extract_state_dict,
     load_state_strict,
 )
-from models.common.text_encoder import POSITION_IDS_SKIP
+from models.common.rvos_checkpoint import RVOS_SKIPS, prefix_renamer
 from models.common.video_swin import check_relative_position_index
-
-SKIPS = (
-    POSITION_IDS_SKIP,
-    SkipRule(r".*relative_position_index", "Video-Swin index buffer: derived from the window"),
-    SkipRule(r".*(total_ops|total_params)", "thop profiling counters, not weights"),
-)
 
 _COMMON_PREFIXES = (
     ("backbone.0.body.", "backbone."),
@@ -78,10 +71,7 @@ class CheckpointLayout:
     prefixes: tuple[tuple[str, str], ...]
 
     def rename(self, key: str) -> str:
-        for old, new in (*_COMMON_PREFIXES, *self.prefixes):
-            if key.startswith(old):
-                return new + key[len(old) :]
-        return key
+        return prefix_renamer((*_COMMON_PREFIXES, *self.prefixes))(key)
 
 
 REFERFORMER_LAYOUT = CheckpointLayout(
@@ -101,7 +91,7 @@ def convert_official(
     """The port's state dict from an official file's content (or its bare state dict)."""
     official = extract_state_dict(checkpoint, layout.containers)
     check_relative_position_index(official, "backbone.0.body.")
-    return convert_state_dict(official, rename=layout.rename, skip=SKIPS)
+    return convert_state_dict(official, rename=layout.rename, skip=RVOS_SKIPS)
 
 
 def load_official(

@@ -149,11 +149,57 @@ def _uninext_specs() -> dict[str, RVOSModelSpec]:
     }
 
 
+def _family_specs() -> dict[str, RVOSModelSpec]:
+    from models.referformer.build import FamilyConfig, build_model, tiny_config
+    from models.referformer.producer import FamilyProducer, Protocol
+    from models.referformer.train import loss_weights_for, make_step
+
+    def build(config: Mapping[str, Any]) -> nn.Module:
+        return build_model(FamilyConfig.from_dict(config))
+
+    def producer(model: nn.Module) -> Producer:
+        return FamilyProducer(model, Protocol(short_side=128))  # type: ignore[arg-type]
+
+    descriptions = {
+        "referformer": "ReferFormer, tiny Video Swin + 2-layer word-level RoBERTa, cross-modal FPN",
+        "mutr": "MUTR, ReferFormer's trunk + additive fusion, MTA and windowed MTI (VITA)",
+        "soc": "SOC, zero queries, VOC from the sentence (VITA), FPN spatial decoder, vl loss",
+    }
+    # from scratch on CPU: one rate for all parts, a short warm-up, looser clipping than the
+    # released recipes (lr 1e-4, backbone 5e-5 / 1e-5, clip 0.1)
+    optim = OptimConfig(
+        steps=2000,
+        lr=4e-4,
+        lr_by_prefix={},
+        weight_decay=1e-4,
+        grad_clip=1.0,
+        lr_drops=(1600,),
+        warmup_steps=100,
+    )
+    clips = ClipConfig(num_frames=3, short_sides=(112, 128, 144), max_size=224, min_size=96)
+    return {
+        f"{family}-tiny": RVOSModelSpec(
+            name=f"{family}-tiny",
+            family=family,
+            description=description,
+            default_config=lambda vocab, family=family: tiny_config(family, vocab).to_dict(),
+            build=build,
+            loss=make_step(loss_weights_for(family)),  # type: ignore[arg-type]
+            producer=producer,
+            clips=clips,
+            optim=optim,
+            batch_size=2,
+        )
+        for family, description in descriptions.items()
+    }
+
+
 def registered_models() -> dict[str, RVOSModelSpec]:
     """Every trainable model by name (``--model`` of ``lsvos train-rvos``)."""
     models: dict[str, RVOSModelSpec] = {}
     models.update(_sgmg_specs())
     models.update(_uninext_specs())
+    models.update(_family_specs())
     return models
 
 
