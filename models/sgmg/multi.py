@@ -26,10 +26,46 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from models.common.deformable_transformer import EncoderMemory
 from models.common.fusion import VisionLanguageFusion
 from models.sgmg.model import ExpressionFeatures, SgMg, SgMgDecoded, Taps, VideoFeatures
+
+
+def attend_each(
+    mha: nn.MultiheadAttention,
+    query: torch.Tensor,
+    owners: torch.Tensor,
+    words: torch.Tensor,
+    word_pad_mask: torch.Tensor,
+    word_pos: torch.Tensor,
+) -> torch.Tensor:
+    """Every expression's attention from its video's tokens, before the output projection.
+
+    The same function as ``mha(query[:, owners], words + word_pos, words)`` without its
+    ``out_proj``, but each video's query projection is computed once for all its expressions.
+
+    Args:
+        query: Lq x B x C tokens of B videos (positions already added).
+        owners: E, the video of each expression.
+        words, word_pos: Lt x E x C; word_pad_mask: E x Lt (True on padding).
+
+    Returns:
+        Lq x E x C.
+    """
+    C, H = mha.embed_dim, mha.num_heads
+    w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+    Lq, Lt, E = query.shape[0], words.shape[0], words.shape[1]
+    q = F.linear(query, w_q, b_q).view(Lq, -1, H, C // H).permute(1, 2, 0, 3)  # B H Lq D
+    k = F.linear(words + word_pos, w_k, b_k).view(Lt, E, H, C // H).permute(1, 2, 0, 3)
+    v = F.linear(words, w_v, b_v).view(Lt, E, H, C // H).permute(1, 2, 0, 3)
+    out = F.scaled_dot_product_attention(
+        q[owners], k, v, attn_mask=~word_pad_mask[:, None, None, :]
+    )  # E H Lq D
+    return out.permute(2, 0, 1, 3).reshape(Lq, E, C)
 
 
 class MultiObjectSgMg(SgMg):
@@ -59,14 +95,16 @@ class MultiObjectSgMg(SgMg):
         """
         words = text.words.transpose(0, 1)
         word_pos = text.positions.transpose(0, 1)
+        mha = self.fusion_module.multihead_attn
+        counts = torch.bincount(owners, minlength=video.num_videos).to(words.dtype)
         fused_levels = []
         for i, x in enumerate(video.projected):
             tokens = self.video_tokens(x, video)  # (t h w) x B x C
             pos = self.video_tokens(video.positions[i], video)
-            attn = self.fusion_module.attend(
-                tokens[:, owners], words, text.pad_mask, word_pos, pos[:, owners]
-            )  # (t h w) x E x C
-            gate = torch.zeros_like(tokens).index_add_(1, owners, attn)
+            attn = attend_each(mha, tokens + pos, owners, words, text.pad_mask, word_pos)
+            # sum_i out_proj(a_i) = W (sum_i a_i) + n b: one output projection per video
+            summed = torch.zeros_like(tokens).index_add_(1, owners, attn)
+            gate = F.linear(summed, mha.out_proj.weight) + counts[:, None] * mha.out_proj.bias
             fused = self.tokens_to_maps(tokens * gate, x.shape[-2:])
             post, coef = self.input_fft_post[i](fused, video.post_gauss[i])
             if taps is not None and i == 3:
@@ -97,22 +135,24 @@ class MultiObjectSgMg(SgMg):
         """Per-expression memory (E T) x S x C from the shared (B T) x S x C memory."""
         index = self.frame_index(owners, video.num_frames)
         T = video.num_frames
-        pos = torch.cat([p.flatten(2).transpose(1, 2) for p in video.positions], 1)
-        memory = shared.memory[index]  # (E T) x S x C
-        E = len(text)
-        S, C = memory.shape[1:]
-        # each expression attends with all of its frames' tokens: sequence (T S), batch E
-        query = memory.view(E, T * S, C).transpose(0, 1)
-        query_pos = pos[index].view(E, T * S, C).transpose(0, 1)
-        out = self.decouple(
+        pos = torch.cat([p.flatten(2).transpose(1, 2) for p in video.positions], 1)  # (B T) S C
+        B = video.num_videos
+        S, C = shared.memory.shape[1:]
+        # each video's tokens, all frames: sequence (T S), batch B; projected once per video
+        tokens = shared.memory.view(B, T * S, C).transpose(0, 1)
+        query = tokens + pos.view(B, T * S, C).transpose(0, 1)
+        mha = self.decouple.multihead_attn
+        attn = attend_each(
+            mha,
             query,
+            owners,
             text.words.transpose(0, 1),
             text.pad_mask,
             text.positions.transpose(0, 1),
-            query_pos,
-        )
+        )  # (T S) x E x C
+        out = tokens[:, owners] * mha.out_proj(attn)  # the decoupling gate, per expression
         return EncoderMemory(
-            out.transpose(0, 1).reshape(E * T, S, C),
+            out.transpose(0, 1).reshape(len(text) * T, S, C),
             shared.spatial_shapes,
             shared.padding_mask[index],
             shared.valid_ratios[index],
