@@ -427,7 +427,9 @@ class Session:
         if not names:
             return {}
         net = self.network
-        per_aug: dict[TrackId, list[torch.Tensor]] = {name: [] for name in names}
+        own = self.propagator.tta.memory_update == "own" and len(self.augmentations) > 1
+        summed: dict[TrackId, torch.Tensor] = {}
+        own_channels: dict[TrackId, list[torch.Tensor]] = {name: [] for name in names}
         self._pending = []
         for aug_index, aug in enumerate(self.augmentations):
             enc = feats.view(aug)
@@ -451,25 +453,31 @@ class Session:
             if aug_index == 0:
                 self._tap("lstt_out", out.last)
                 self._tap("logits_s4", logits)
-            logits = F.interpolate(
-                logits, size=feats.size, mode="bilinear", align_corners=net.spec.align_corners
-            )
-            if aug_index == 0:
-                self._tap("logits", logits)
-            if aug.flip:
-                logits = logits.flip(-1)
             start = 0
-            for name in names:
+            for name in names:  # one track at a time: original-size maps stay small
                 engines = self._tracks[name].registry.num_engines
-                per_aug[name].append(self._merge_engines(logits[start : start + engines]))
+                track_logits = F.interpolate(
+                    logits[start : start + engines],
+                    size=feats.size,
+                    mode="bilinear",
+                    align_corners=net.spec.align_corners,
+                )
                 start += engines
+                if aug_index == 0:
+                    self._tap("logits", track_logits)
+                if aug.flip:
+                    track_logits = track_logits.flip(-1)
+                probs = self._merge_engines(track_logits)
+                if own:
+                    own_channels[name].append(self._considered(probs, name).argmax(0))
+                summed[name] = probs if name not in summed else summed[name].add_(probs)
         results = {}
         for name in names:
             registry = self._tracks[name].registry
-            probs = torch.stack(per_aug[name]).mean(0)
+            probs = summed[name].div_(len(self.augmentations))
             results[name] = StepResult(self._considered(probs, name), tuple(registry.obj_ids))
         self._pending_tracks = names
-        self._pending_own = per_aug
+        self._pending_own = own_channels
         if update:
             self._write_memory({name: results[name].channels for name in names})
         return results
@@ -534,11 +542,7 @@ class Session:
             local_maps = []
             for name, _, g in slot_keys:
                 registry = self._tracks[name].registry
-                if own:
-                    track_channels = self._considered(self._pending_own[name][aug_index], name)
-                    track_channels = track_channels.argmax(0)
-                else:
-                    track_channels = channels[name]
+                track_channels = self._pending_own[name][aug_index] if own else channels[name]
                 local_maps.append(registry.engine_labels(track_channels, g))
             local = torch.stack(local_maps)
             local = resize_labels(local.flip(-1) if aug.flip else local, pending.input_size)
