@@ -143,7 +143,6 @@ def _order_differs_only_at_ties(
 @torch.inference_mode()
 def run_parity(case: ParityCase) -> dict[str, np.ndarray]:
     """Run the case's frame along the official RVOS path and return every compared array."""
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
     model, _ = _build(case)
     image = torch.from_numpy(case.inputs["image"])
     ids = torch.from_numpy(case.inputs["input_ids"]).long()

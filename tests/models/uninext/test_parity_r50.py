@@ -16,11 +16,13 @@ from models.uninext.postprocess import probabilities_at_original_size
 from pipeline.parity import read_case
 from tests.models.conftest import parity_case
 
+# ~40 s: the primary check of the same case runs by default in tests/test_parity_cases.py
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def natural_run() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
     case, expected = read_case(parity_case("uninext_r50"))
-    torch.set_num_threads(2)
     model, _ = _build(case)
     with torch.inference_mode():
         ids = torch.from_numpy(case.inputs["input_ids"])

@@ -20,7 +20,7 @@ from models.uninext.train import (
 
 def _batch() -> FrameBatch:
     g = torch.Generator().manual_seed(0)
-    N, H, W = 3, 64, 96  # small: the test trains 20 steps
+    N, H, W = 3, 64, 96  # small: the test trains 12 steps
     images = torch.randint(0, 256, (N, 3, H, W), dtype=torch.uint8, generator=g)
     masks = torch.zeros(N, H, W, dtype=torch.bool)
     masks[0, 10:30, 20:50] = True
@@ -56,8 +56,8 @@ def test_a_tiny_model_learns_a_batch() -> None:
     expected = {"cls", "bbox", "giou", "iou", "mask", "dice", "cls_enc", "bbox_enc", "giou_enc"}
     assert expected | {"loss", "cls_0", "mask_0"} <= set(first)
     assert all(torch.isfinite(v) for v in first.values())
-    config = OptimConfig(steps=20, lr=1e-3, lr_by_prefix={}, grad_clip=0.1)
-    history = Trainer(model, uninext_losses, config).fit([batch] * 20, log_every=5)
+    config = OptimConfig(steps=12, lr=1e-3, lr_by_prefix={}, grad_clip=0.1)
+    history = Trainer(model, uninext_losses, config).fit([batch] * 12, log_every=4)
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
 
 

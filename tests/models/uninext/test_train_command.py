@@ -39,7 +39,6 @@ def test_shipped_weights_load_through_the_producer_plugin(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_train_ship_and_load_through_the_producer_plugin(tmp_path: Path) -> None:
-    torch.set_num_threads(2)
     data = write_synthetic_benchmark(
         tmp_path / "synth", seed=4, videos=1, sizes=((96, 128),), splits=("train", "valid")
     )
