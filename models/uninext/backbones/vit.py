@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.common.video_swin import SwinMlp
 from models.uninext.spec import BackboneSpec
 
 
@@ -58,18 +59,6 @@ class Attention(nn.Module):
         return self.proj(out.reshape(B, H, W, -1))
 
 
-class Mlp(nn.Module):
-    """fc1 -> GELU -> fc2 (timm ``Mlp`` names)."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 def _window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """B x H x W x C -> (B * nW) x window x window x C, zero-padding H, W up to multiples."""
     B, H, W, C = x.shape
@@ -101,7 +90,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads, window if window > 0 else rel_pos_size)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, dim * 4)
+        self.mlp = SwinMlp(dim, dim * 4)  # fc1 -> GELU -> fc2, timm Mlp names
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x

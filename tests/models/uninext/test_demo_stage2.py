@@ -7,34 +7,17 @@ the demo's ``configs/producer/uninext_tiny.yaml``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import WEIGHTS_DIR
+from tests.pipeline.test_flow import prefect_api  # noqa: F401 - the module's Prefect server
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    home = tmp_path_factory.mktemp("prefect-home")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PREFECT_HOME", str(home))
-    patch.setenv("PREFECT_LOCAL_STORAGE_PATH", str(home / "storage"))
-    patch.setenv("DO_NOT_TRACK", "1")
-    patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    with prefect_test_harness(server_startup_timeout=180):
-        patch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
-        yield str(PREFECT_API_URL.value())
-    patch.undo()
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
 
-def test_demo_stage2_runs_the_in_repo_uninext(prefect_api: str, tmp_path: Path) -> None:
+def test_demo_stage2_runs_the_in_repo_uninext(tmp_path: Path) -> None:
     from pipeline.flow import lsvos_2stage
     from tests.pipeline.flow_fixtures import demo_with_imports
 
