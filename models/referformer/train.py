@@ -16,33 +16,35 @@ cls 2, bbox 2, giou 2, mask 2, dice 5, contrastive 1 (``configs/refer_youtube_vo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from models.referformer.model import ReferFormer, RvosOutput
 from models.train.batch import ClipBatch
-from models.train.losses import box_losses, class_loss, mask_losses, subsample_targets
+from models.train.losses import (
+    LossWeights,
+    box_losses,
+    class_loss,
+    mask_losses,
+    subsample_targets,
+)
 from models.train.matcher import MatchCosts, match_clip
 
 
 @dataclass(frozen=True)
-class FamilyLossWeights:
-    """Loss weights (ReferFormer / MUTR defaults; see :func:`loss_weights_for`)."""
+class FamilyObjective:
+    """Loss weights of the shared terms, plus SOC's contrastive term (0 disables it)."""
 
-    cls: float = 2.0
-    bbox: float = 5.0
-    giou: float = 2.0
-    mask: float = 2.0
-    dice: float = 5.0
+    weights: LossWeights = field(default_factory=LossWeights)
     contrastive: float = 0.0
 
 
-def loss_weights_for(model: str) -> FamilyLossWeights:
+def loss_weights_for(model: str) -> FamilyObjective:
     """The official weights of ``model`` (``referformer``, ``mutr`` or ``soc``)."""
     if model == "soc":
-        return FamilyLossWeights(bbox=2.0, contrastive=1.0)
-    return FamilyLossWeights()
+        return FamilyObjective(replace(LossWeights(), bbox=2.0), contrastive=1.0)
+    return FamilyObjective()
 
 
 def pad_mask_from_sizes(frames: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
@@ -70,11 +72,13 @@ def family_losses(
     batch: ClipBatch,
     *,
     mask_stride: int = 4,
-    weights: FamilyLossWeights = FamilyLossWeights(),
+    objective: FamilyObjective | None = None,
     costs: MatchCosts | None = None,
 ) -> dict[str, torch.Tensor]:
     """Weighted loss terms of every head layer and their sum under ``"loss"``."""
     costs = costs or MatchCosts()
+    objective = objective or FamilyObjective()
+    weights = objective.weights
     target_masks = subsample_targets(batch.masks, mask_stride)  # X x T x h x w
     h, w = out.pred_masks.shape[-2:]
     target_masks = target_masks[..., :h, :w]
@@ -104,8 +108,8 @@ def family_losses(
             mask=weights.mask * focal,
             dice=weights.dice * dice,
         )
-        if weights.contrastive and out.video_queries is not None and out.text_feature is not None:
-            layer_terms["contrastive"] = weights.contrastive * contrastive_loss(
+        if objective.contrastive and out.video_queries is not None and out.text_feature is not None:
+            layer_terms["contrastive"] = objective.contrastive * contrastive_loss(
                 out.video_queries[d], out.text_feature, matched
             )
         for name, value in layer_terms.items():
@@ -116,7 +120,7 @@ def family_losses(
 
 
 def make_step(
-    weights: FamilyLossWeights = FamilyLossWeights(),
+    objective: FamilyObjective | None = None,
 ) -> Callable[[ReferFormer, ClipBatch], Mapping[str, torch.Tensor]]:
     """A :class:`models.train.loop.Trainer` step function for any model of the family."""
 
@@ -129,6 +133,6 @@ def make_step(
             image_sizes=batch.image_sizes,
             expression_counts=batch.expression_counts,
         )
-        return family_losses(out, batch, mask_stride=model.mask_stride, weights=weights)
+        return family_losses(out, batch, mask_stride=model.mask_stride, objective=objective)
 
     return step
