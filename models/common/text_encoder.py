@@ -53,6 +53,11 @@ class RobertaTextEncoder(nn.Module):
         dropout: hidden and attention dropout (0.1 in roberta-base).
         attn_implementation: ``"eager"`` (what parity uses) or ``"sdpa"``.
         frozen: no gradients and always in eval mode (the released RVOS models freeze it).
+        sentence_pooling: ``"pooler"`` (RoBERTa's ``pooler_output``, the released models) or
+            ``"mean"`` (the mean of the real tokens' features; no pooler layer). A RoBERTa
+            trained from scratch keeps a nearly constant ``<s>`` state (cosine > 0.9999 between
+            different sentences after 1500 steps on the synthetic benchmark), so its pooler
+            cannot tell sentences apart; the tiny models use ``"mean"``.
 
     Attributes:
         model: the transformers ``RobertaModel``; its parameter names are roberta-base's.
@@ -75,8 +80,13 @@ class RobertaTextEncoder(nn.Module):
         dropout: float = 0.1,
         attn_implementation: str = "eager",
         frozen: bool = True,
+        sentence_pooling: str = "pooler",
     ) -> None:
         super().__init__()
+        if sentence_pooling not in ("pooler", "mean"):
+            raise ValueError(
+                f"sentence_pooling must be 'pooler' or 'mean', got {sentence_pooling!r}"
+            )
         config = RobertaConfig(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -94,7 +104,8 @@ class RobertaTextEncoder(nn.Module):
             hidden_act="gelu",
         )
         config._attn_implementation = attn_implementation
-        self.model = RobertaModel(config, add_pooling_layer=True)
+        self.sentence_pooling = sentence_pooling
+        self.model = RobertaModel(config, add_pooling_layer=sentence_pooling == "pooler")
         self.hidden_size = hidden_size
         self.frozen = frozen
         if frozen:
@@ -124,7 +135,13 @@ class RobertaTextEncoder(nn.Module):
             )
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        return TextFeatures(out.last_hidden_state, out.pooler_output, attention_mask.ne(1))
+        words = out.last_hidden_state
+        if self.sentence_pooling == "pooler":
+            sentence = out.pooler_output
+        else:
+            weights = attention_mask.to(words.dtype)[..., None]
+            sentence = (words * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return TextFeatures(words, sentence, attention_mask.ne(1))
 
 
 class FeatureResizer(nn.Module):

@@ -27,6 +27,7 @@ class TextConfig:
     eos_token_id: int = 2
     dropout: float = 0.1
     frozen: bool = True
+    sentence_pooling: str = "pooler"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def tiny_config(vocab_size: int, *, multi_object: bool = False) -> SgMgConfig:
             intermediate_size=128,
             max_position_embeddings=48,
             frozen=False,
+            sentence_pooling="mean",  # a scratch RoBERTa's pooler does not separate sentences
         ),
         hidden_dim=64,
         num_queries=5,

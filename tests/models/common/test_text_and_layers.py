@@ -55,6 +55,18 @@ def test_frozen_encoder_has_no_gradients_and_stays_in_eval() -> None:
     assert trainable.model.embeddings.word_embeddings.weight.grad is not None
 
 
+def test_mean_sentence_pooling() -> None:
+    torch.manual_seed(0)
+    enc = _tiny_roberta(sentence_pooling="mean").eval()
+    assert enc.model.pooler is None
+    ids = torch.tensor([[0, 5, 6, 2, 1], [0, 7, 2, 1, 1]])
+    feats = enc(ids, ids.ne(1).long())
+    torch.testing.assert_close(feats.sentence[0], feats.words[0, :4].mean(0))
+    torch.testing.assert_close(feats.sentence[1], feats.words[1, :3].mean(0))
+    with pytest.raises(ValueError, match="sentence_pooling"):
+        _tiny_roberta(sentence_pooling="cls")
+
+
 def test_bad_text_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="B x L"):
         _tiny_roberta()(torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long))
