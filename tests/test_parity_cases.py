@@ -1,8 +1,13 @@
-"""Every parity case in ../shared/parity, through ``lsvos parity`` (families with a port)."""
+"""Every parity case in ../shared/parity, through ``lsvos parity`` (families with a port).
+
+Manifest-only cases of very large checkpoints (UNINEXT ConvNeXt-L, ViT-H: 0.5-1.4 G parameters,
+up to ~8 GB to rebuild their random tensors) are marked slow; all others run by default.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,18 +16,41 @@ from pipeline.cli import main
 from pipeline.parity import family_module
 from tests.conftest import parity_case_dirs, require_parity_root
 
+SLOW_PARAMETERS = 400e6
+
+
+def _config(case: Path) -> dict:
+    return json.loads((case / "config.json").read_text())
+
+
+def _parameters(case: Path) -> int:
+    total = 0
+    for line in (case / "manifest.tsv").read_text().splitlines():
+        if not line or line.startswith(("#", "name\t")):
+            continue
+        _name, _dtype, shape, *rest = line.split("\t")
+        if rest and rest[0]:
+            continue  # an alias of an earlier tensor
+        total += math.prod(int(d) for d in shape.split("x")) if shape else 1
+    return total
+
+
+def _param(case: Path) -> object:
+    cfg = _config(case)
+    manifest_only = cfg.get("kind") == "manifest_only" or cfg.get("manifest_only")
+    big = manifest_only and _parameters(case) > SLOW_PARAMETERS
+    return pytest.param(case, id=case.name, marks=[pytest.mark.slow] if big else [])
+
+
 CASES = parity_case_dirs()
 
 
-def _family(case: Path) -> str:
-    return json.loads((case / "config.json").read_text())["family"]
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_parity_case(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
     require_parity_root()
-    if family_module(_family(case)) is None:
-        pytest.skip(f"family {_family(case)!r} is not ported in this checkout yet")
+    family = _config(case)["family"]
+    if family_module(family) is None:
+        pytest.skip(f"family {family!r} is not ported in this checkout yet")
     status = main(["parity", str(case)])
     out = capsys.readouterr().out
     assert status == 0, out
