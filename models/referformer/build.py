@@ -14,12 +14,14 @@ from torch import nn
 
 from models.common.cross_modal_fpn import CrossModalFPNDecoder
 from models.common.deformable_transformer import DeformableTransformer
+from models.common.swin import SWIN_SPECS, SwinBackbone
 from models.common.text_encoder import RobertaTextEncoder
 from models.common.video_swin import VIDEO_SWIN_SPECS, VideoSwinBackbone
 from models.common.vita import VideoQueryDecoder
 
 ModelName = Literal["referformer", "mutr", "soc"]
 MODEL_NAMES: tuple[str, ...] = ("referformer", "mutr", "soc")
+BACKBONES: tuple[str, ...] = ("video_swin", "swin")
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,9 @@ class FamilyConfig:
 
     Attributes (groups):
         model: ``referformer``, ``mutr`` or ``soc``.
-        embed_dim, depths, num_heads, window_size, drop_path_rate: the Video Swin.
+        backbone: ``video_swin`` (every released SOC, the challenge's models) or ``swin``
+            (ReferFormer's and MUTR's per-frame 2-D ``swin_*_p4w7``; window = window_size[-1]).
+        embed_dim, depths, num_heads, window_size, drop_path_rate: the (Video) Swin.
         text: keyword arguments of :class:`RobertaTextEncoder` (roberta-base when empty).
         d_model ... dec_n_points: the deformable transformer and queries.
         mask_dim: mask-feature channels (256 for the cross-modal FPN; SOC: 8).
@@ -42,6 +46,7 @@ class FamilyConfig:
     """
 
     model: str = "referformer"
+    backbone: str = "video_swin"
     embed_dim: int = 96
     depths: tuple[int, ...] = (2, 2, 6, 2)
     num_heads: tuple[int, ...] = (3, 6, 12, 24)
@@ -75,6 +80,8 @@ class FamilyConfig:
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
             raise ValueError(f"unknown model {self.model!r}; known: {MODEL_NAMES}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; known: {BACKBONES}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,15 +99,22 @@ class FamilyConfig:
         return cls(**values)
 
 
-def released_config(model: str, backbone: str = "base") -> FamilyConfig:
-    """The official network of ``model`` with Video Swin ``backbone`` (tiny / small / base)."""
-    spec = VIDEO_SWIN_SPECS[backbone]
+def released_config(model: str, backbone: str = "base", kind: str = "video_swin") -> FamilyConfig:
+    """The official network of ``model`` with the ``backbone`` size of a (Video) Swin.
+
+    ``kind="video_swin"``: tiny / small / base; ``kind="swin"`` (ReferFormer, MUTR): tiny /
+    small / base / large, window 7, stochastic depth 0.3 for base and large.
+    """
+    spec = (VIDEO_SWIN_SPECS if kind == "video_swin" else SWIN_SPECS)[backbone]
     common: dict[str, Any] = {
         "model": model,
+        "backbone": kind,
         "embed_dim": spec.embed_dim,
         "depths": spec.depths,
         "num_heads": spec.num_heads,
     }
+    if kind == "swin":
+        common["drop_path_rate"] = 0.3 if backbone in ("base", "large") else 0.2
     if model == "soc":
         common.update(
             num_queries=20,
@@ -113,7 +127,15 @@ def released_config(model: str, backbone: str = "base") -> FamilyConfig:
     return FamilyConfig(**common)
 
 
-def _backbone(config: FamilyConfig) -> VideoSwinBackbone:
+def _backbone(config: FamilyConfig) -> VideoSwinBackbone | SwinBackbone:
+    if config.backbone == "swin":
+        return SwinBackbone(
+            embed_dim=config.embed_dim,
+            depths=config.depths,
+            num_heads=config.num_heads,
+            window=config.window_size[-1],
+            drop_path_rate=config.drop_path_rate,
+        )
     return VideoSwinBackbone(
         embed_dim=config.embed_dim,
         depths=config.depths,
@@ -202,3 +224,49 @@ def build_model(config: FamilyConfig) -> nn.Module:
             **common,
         )
     return ReferFormer(mask_decoder=fpn, **common)
+
+
+def tiny_config(model: str, vocab_size: int) -> FamilyConfig:
+    """The small network of ``model`` trained on the synthetic benchmark (weights/README.md).
+
+    A 4-stage Video Swin of 16 channels, a 2-layer RoBERTa of width 64 trained from scratch
+    over the benchmark's word vocabulary, a 64-wide transformer with 2 + 2 layers; the family
+    traits stay: ReferFormer's cross-modal FPN and sentence query, MUTR's additive fusion, MTA
+    and windowed MTI, SOC's zero query, 10 queries, VOC from the sentence and FPN spatial decoder.
+    """
+    text = {
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "num_layers": 2,
+        "num_heads": 4,
+        "intermediate_size": 128,
+        "max_position_embeddings": 64,
+        "dropout": 0.0,
+        "frozen": False,
+    }
+    values: dict[str, Any] = {
+        "model": model,
+        "embed_dim": 16,
+        "depths": (1, 1, 2, 1),
+        "num_heads": (1, 2, 2, 4),
+        "drop_path_rate": 0.0,
+        "text": text,
+        "d_model": 64,
+        "nheads": 4,
+        "num_queries": 5,
+        "enc_layers": 2,
+        "dec_layers": 2,
+        "dim_feedforward": 128,
+        "dropout": 0.0,
+        "mask_dim": 32,
+        "fpn_dim_feedforward": 128,
+        "input_proj_groups": 16,
+        "mta_dim_feedforward": 128,
+        "video_enc_layers": 2,
+        "video_dec_layers": 2,
+        "video_dim_feedforward": 128,
+        "video_dropout": 0.0,
+    }
+    if model == "soc":
+        values.update(num_queries=10, mask_dim=8, video_window=0, spatial_norm_groups=4)
+    return FamilyConfig(**values)

@@ -46,6 +46,7 @@ from models.common.layers import (
     resize_mask,
 )
 from models.common.position_encoding import sine_position_1d, sine_position_2d
+from models.common.swin import SwinBackbone
 from models.common.text_encoder import FeatureResizer, RobertaTextEncoder
 from models.common.video_swin import VideoSwinBackbone
 
@@ -160,7 +161,7 @@ class ReferFormer(nn.Module):
     """ReferFormer: language as queries for referring video object segmentation.
 
     Args:
-        backbone: per-frame Video Swin (any size; stage outputs at strides 4..32).
+        backbone: per-frame Video Swin or 2-D Swin (stage outputs at strides 4..32).
         text_encoder: RoBERTa (or a small RoBERTa for the tiny variants).
         transformer: the deformable transformer (its layer counts set the head count).
         mask_decoder: the pixel decoder producing the mask features at stride 4.
@@ -180,7 +181,7 @@ class ReferFormer(nn.Module):
     def __init__(
         self,
         *,
-        backbone: VideoSwinBackbone,
+        backbone: VideoSwinBackbone | SwinBackbone,
         text_encoder: RobertaTextEncoder,
         transformer: DeformableTransformer,
         mask_decoder: nn.Module,

@@ -42,6 +42,14 @@ def _text_config(block: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _window(value: Any) -> tuple[int, int, int]:
+    """(T, H, W) window from a case (a 2-D Swin gives one int or (H, W))."""
+    if isinstance(value, int):
+        return (1, value, value)
+    value = tuple(value)
+    return value if len(value) == 3 else (1, *value)  # type: ignore[return-value]
+
+
 def config_from_case(config: dict[str, Any]) -> FamilyConfig:
     """The network a case describes (family + hyper-parameters)."""
     family = config["family"]
@@ -75,14 +83,20 @@ def config_from_case(config: dict[str, Any]) -> FamilyConfig:
             video_dropout=0.1,
         )
     swin = hp["backbone"]
+    kind = (
+        "video_swin"
+        if "video" in f"{swin.get('type', '')} {swin.get('name', '')}".lower()
+        else "swin"
+    )
     mta = hp.get("mta", {})
     mti = hp.get("mti", {})
     return FamilyConfig(
         model=family,
+        backbone=kind,
         embed_dim=swin["embed_dim"],
         depths=tuple(swin["depths"]),
         num_heads=tuple(swin["num_heads"]),
-        window_size=tuple(swin.get("window_size", (8, 7, 7))),
+        window_size=_window(swin.get("window_size", (8, 7, 7))),
         text=_text_config(hp.get("text_encoder", {})),
         d_model=hp.get("d_model", 256),
         nheads=hp.get("nheads", 8),

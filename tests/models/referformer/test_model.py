@@ -94,3 +94,13 @@ def test_box_heads_follow_each_models_layer_rule() -> None:
                 torch.testing.assert_close(logits, logits[:, :1].expand_as(logits))
             else:  # SOC: layer-0 head, but on the states plus the video queries
                 assert not torch.allclose(boxes, refs[0], atol=1e-4)
+
+
+def test_two_d_swin_backbone_variant() -> None:
+    torch.manual_seed(0)
+    net = build_model(tiny_family_config("mutr", backbone="swin", window_size=(1, 7, 7))).eval()
+    frames, ids, mask = _inputs(T=2)
+    with torch.no_grad():
+        out = net(frames, ids, mask)
+    assert out.pred_masks.shape == (1, 2, 2, net.num_queries, 10, 14)
+    assert "norm3.weight" in net.backbone.state_dict()
