@@ -64,6 +64,16 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _commands(work: Path) -> list[str]:
+    """Every command that trained the run in ``work`` (a resumed run lists each, in order)."""
+    commands = []
+    for line in (work / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "command" in record and record["command"] not in commands[-1:]:
+            commands.append(record["command"])
+    return commands
+
+
 def load_engine(path: Path, **settings: Any):
     """A propagator from a project weights file written by this command."""
     from pipeline.weights import load_project_weights
@@ -134,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         trainer.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False))
         print(f"resumed from {checkpoint} at step {trainer.step_index}", flush=True)
     dataset = VOSClipDataset(args.data, args.split, clip_config, seed=args.seed)
+    command = "lsvos train-vos " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    _log(work, {"command": command, "from_step": trainer.step_index})
     print(
         f"training {spec.name} on {len(dataset)} videos of {args.data}/{args.split}: "
         f"{config.steps} steps x {args.batch_size} clips x {args.frames} frames at {crop}px",
@@ -152,9 +164,9 @@ def run(args: argparse.Namespace) -> int:
         if step % args.checkpoint_every == 0 or step == config.steps:
             _save_checkpoint(checkpoint, trainer.state_dict())
 
-    command = "lsvos train-vos " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    trained_spec = replace(spec, notes=f"trained with: {command}")
-    meta = {"lsvos.trained_with": command, "lsvos.train_seconds": str(round(time.time() - started))}
+    history = " && ".join(_commands(work))
+    trained_spec = replace(spec, notes=f"trained with: {history}")
+    meta = {"lsvos.trained_with": history, "lsvos.train_seconds": str(round(time.time() - started))}
     save_project_weights(
         args.out, spec.family, spec_to_dict(trained_spec), frozen_state(network), meta
     )
