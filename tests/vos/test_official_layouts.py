@@ -1,0 +1,62 @@
+"""Every official key list (../shared/reference/keys) converts strictly into its variant."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from vos.convert import load_official
+from vos.deaot import build_network
+from vos.variants import get_variant
+
+KEYS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "keys"
+LISTS = {
+    "aotl": "aot_keys_aotl.txt",
+    "deaotl": "aot_keys_deaotl.txt",
+    "r50_aotl": "aot_keys_r50_aotl.txt",
+    "r50_deaotl": "aot_keys_r50_deaotl.txt",
+    "swinb_aotl": "aot_keys_swinb_aotl.txt",
+    "swinb_deaotl": "aot_keys_swinb_deaotl.txt",
+}
+LINE = re.compile(r"^(\S+) \(([\d, ]*)\) (\w+)$")
+
+
+def official_zeros(path: Path) -> dict[str, torch.Tensor]:
+    state = {}
+    for line in path.read_text().splitlines():
+        match = LINE.match(line.strip())
+        assert match, line
+        name, shape, dtype = match.groups()
+        dims = tuple(int(d) for d in shape.replace(" ", "").split(",") if d)
+        state[name] = torch.zeros(dims, dtype=getattr(torch, dtype))
+    return state
+
+
+@pytest.mark.parametrize("variant", sorted(LISTS))
+def test_official_key_list_loads_strictly(variant: str) -> None:
+    path = KEYS / LISTS[variant]
+    if not path.is_file():
+        pytest.skip(f"official key lists not found at {KEYS}")
+    state = official_zeros(path)
+    report = load_official(build_network(get_variant(variant)), state, what=variant)
+    assert len(report.loaded) + len(report.skipped) == len(state)
+    assert set(report.skipped) <= {"LSTT.mask_token"}
+
+
+@pytest.mark.parametrize("variant", ["aott", "aotl", "deaots"])
+def test_official_mobilenet_variants_run_a_session(variant: str) -> None:
+    from tests.vos.conftest import synthetic_video
+    from vos.session import Propagator
+
+    torch.manual_seed(0)
+    network = build_network(get_variant(variant)).eval()
+    frames, labels = synthetic_video(frames=3)
+    session = Propagator(network).new_session()
+    session.add_reference(frames[0], labels[0])
+    for frame in frames[1:]:
+        result = session.step(frame)["main"]
+    assert result.probs.shape == (3, 49, 65)
+    assert torch.allclose(result.probs.sum(0), torch.ones(49, 65), atol=1e-5)
