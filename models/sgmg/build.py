@@ -88,7 +88,9 @@ PRESETS: dict[str, SgMgConfig] = {
 }
 
 
-def tiny_config(vocab_size: int, *, multi_object: bool = False) -> SgMgConfig:
+def tiny_config(
+    vocab_size: int, *, multi_object: bool = False, num_queries: int = 5
+) -> SgMgConfig:
     """The small SgMg trained on the synthetic benchmark (a word-level vocabulary, CPU-sized)."""
     return SgMgConfig(
         embed_dim=24,
@@ -106,7 +108,7 @@ def tiny_config(vocab_size: int, *, multi_object: bool = False) -> SgMgConfig:
             sentence_pooling="mean",  # a scratch RoBERTa's pooler does not separate sentences
         ),
         hidden_dim=64,
-        num_queries=5,
+        num_queries=num_queries,
         nheads=4,
         enc_layers=2,
         dec_layers=3,
