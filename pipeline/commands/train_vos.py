@@ -28,6 +28,8 @@ import torch
 from pipeline.errors import InputFileError, UserError
 
 NAME = "train-vos"
+# Metadata key of the test-time settings an engine was trained for (JSON, e.g. {"scales": [1.5]}).
+INFERENCE_KEY = "lsvos.inference"
 HELP = "train a small AOT / DeAOT propagation engine on a Ref-YouTube-VOS-layout dataset"
 
 
@@ -36,10 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="dataset root (e.g. from lsvos data synth)")
     parser.add_argument("--out", type=Path, required=True, help="output weights (.safetensors)")
     parser.add_argument("--split", default="train", help="training split (default train)")
+    parser.add_argument("--layers", type=int, help="propagation layers (default: the variant's)")
     parser.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
     parser.add_argument("--batch-size", type=int, default=6, help="clips per step (default 6)")
     parser.add_argument("--frames", type=int, default=4, help="frames per clip (default 4)")
     parser.add_argument("--crop", type=int, default=113, help="square crop side (default 113)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="frames are enlarged by this factor for training, and the engine runs at this "
+        "test-time scale (recorded in the weights; default 1.0)",
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and batches")
     parser.add_argument("--work", type=Path, help="checkpoint/log folder (default <out>.work)")
@@ -78,11 +88,14 @@ def load_engine(path: Path, **settings: Any):
     """A propagator from a project weights file written by this command."""
     from pipeline.weights import load_project_weights
     from vos.build import build_propagator
+    from vos.session import TTAConfig
     from vos.variants import spec_from_dict
 
     weights = load_project_weights(path)
     if weights.family not in ("aot", "deaot"):
         raise InputFileError(f"{path} holds a {weights.family!r} model, not an AOT/DeAOT engine")
+    scales = tuple(json.loads(weights.metadata.get(INFERENCE_KEY, "{}")).get("scales", (1.0,)))
+    settings.setdefault("tta", TTAConfig(scales=scales))
     return build_propagator(spec_from_dict(weights.config), weights.state, **settings)
 
 
@@ -119,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         spec = get_variant(args.model)
     except KeyError as err:
         raise UserError(str(err)) from err
+    if args.layers is not None:
+        spec = replace(spec, num_layers=args.layers)
     if spec.encoder.kind == "swin":
         raise UserError(f"train-vos trains CNN-encoder engines from scratch; {spec.name} is Swin")
     crop = args.crop
@@ -127,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
     work = args.work or args.out.with_name(args.out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     clip_config = VOSClipConfig(
-        num_frames=args.frames, crop=(crop, crop), max_objects=spec.max_objects
+        num_frames=args.frames,
+        crop=(crop, crop),
+        max_objects=spec.max_objects,
+        base_scale=args.scale,
     )
     config = TrainConfig(
         steps=args.steps,
@@ -167,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     history = " && ".join(_commands(work))
     trained_spec = replace(spec, notes=f"trained with: {history}")
     meta = {"lsvos.trained_with": history, "lsvos.train_seconds": str(round(time.time() - started))}
+    meta[INFERENCE_KEY] = json.dumps({"scales": [args.scale]})
     save_project_weights(
         args.out, spec.family, spec_to_dict(trained_spec), frozen_state(network), meta
     )
