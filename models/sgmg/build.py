@@ -88,9 +88,7 @@ PRESETS: dict[str, SgMgConfig] = {
 }
 
 
-def tiny_config(
-    vocab_size: int, *, multi_object: bool = False, num_queries: int = 5
-) -> SgMgConfig:
+def tiny_config(vocab_size: int, *, multi_object: bool = False, num_queries: int = 5) -> SgMgConfig:
     """The small SgMg trained on the synthetic benchmark (a word-level vocabulary, CPU-sized)."""
     return SgMgConfig(
         embed_dim=24,

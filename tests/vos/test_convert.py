@@ -103,3 +103,18 @@ def test_encoder_size_is_read_from_the_weights() -> None:
 def test_non_tensor_entries_are_refused() -> None:
     with pytest.raises(CheckpointError, match="non-tensor"):
         official_state_dict({"weights": {}, "step": 3})
+
+
+def test_builder_accepts_official_and_project_key_names(family: str) -> None:
+    from vos.build import build_network_from_state, build_propagator, is_official_layout
+
+    source = tiny_network(family, seed=2)
+    official = official_layout(source)
+    assert is_official_layout(official) and not is_official_layout(source.state_dict())
+    for state in (official, source.state_dict()):
+        network, report = build_network_from_state(tiny_spec(family), state)
+        assert report is not None and report.loaded
+        for key, value in source.state_dict().items():
+            assert torch.equal(network.state_dict()[key], value), key
+    propagator = build_propagator(tiny_spec(family), official, long_term_gap=3)
+    assert propagator.long_term_gap == 3 and not propagator.network.training

@@ -222,3 +222,18 @@ def test_bad_inputs_name_the_problem() -> None:
         session.add_reference(frames[0], labels[0][:10], track="m")
     with pytest.raises(ValueError, match="3 x H x W"):
         session.encode(frames[:1])
+
+
+@pytest.mark.gpu
+def test_autocast_on_cuda_stays_close_to_float32() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    net = tiny_network("deaot").cuda()
+    frames, labels = synthetic_video(frames=4)
+    outputs = []
+    for autocast in (False, True):
+        session = Propagator(net, long_term_gap=2, autocast=autocast).new_session()
+        session.add_reference(frames[0], labels[0])
+        outputs.append(torch.stack([session.step(f)["main"].probs for f in frames[1:]]))
+    assert outputs[1].dtype == torch.float32
+    assert (outputs[0] - outputs[1]).abs().max() < 2e-2
