@@ -14,9 +14,6 @@ written beside their word-level tokenizer and scored on ``--eval-split`` (J&F).
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,13 @@ from typing import Any
 import torch
 
 from pipeline.errors import InputFileError, UserError
+from pipeline.training.runs import (
+    add_run_arguments,
+    append_log,
+    command_line,
+    save_checkpoint,
+    work_folder,
+)
 
 NAME = "train-rvos"
 HELP = "train a tiny RVOS model (SgMg, ...) on a Ref-YouTube-VOS-layout dataset"
@@ -37,28 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train", help="training split (default train)")
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the model's)")
     parser.add_argument("--batch-size", type=int, help="clips per step (default: the model's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and batches")
-    parser.add_argument("--work", type=Path, help="checkpoint/log folder (default <out>.work)")
-    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps (default 100)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--eval-split", default="valid", help="split scored at the end")
     parser.add_argument("--eval-data", type=Path, help="dataset root scored (default --data)")
     parser.add_argument("--lr", type=float, help="scale every learning rate to this base rate")
-    parser.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
-    parser.add_argument(
-        "--eval-only", action="store_true", help="score existing --out weights, do not train"
-    )
-
-
-def _log(work: Path, record: dict[str, Any]) -> None:
-    with (work / "log.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    add_run_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,26 +117,25 @@ def train(args: argparse.Namespace) -> None:
             }
         )
     batch_size = args.batch_size or spec.batch_size
-    work = args.work or args.out.with_name(args.out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(args)
     trainer = Trainer(model, spec.loss, optim)
     last = work / "last.pt"
     if last.is_file():
         trainer.load_state_dict(torch.load(last, map_location="cpu", weights_only=True))
         print(f"resumed from {last} at step {trainer.step}")
-    command = "lsvos " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    command = command_line()
 
     def on_log(step: int, mean: dict[str, float]) -> None:
         main_terms = {k: round(v, 4) for k, v in mean.items() if not k[-1].isdigit()}
         print(f"step {step}/{optim.steps} {main_terms}", flush=True)
-        _log(work, {"step": step, **mean})
+        append_log(work, {"step": step, **mean})
 
     started = time.perf_counter()
     trainer.fit(
         lambda step: dataset.batch(step, batch_size),
         on_log=on_log,
         log_every=20,
-        on_checkpoint=lambda step, state: _save_checkpoint(last, state),
+        on_checkpoint=lambda step, state: save_checkpoint(last, state),
         checkpoint_every=args.checkpoint_every,
     )
     facts: dict[str, Any] = {
@@ -177,5 +161,5 @@ def train(args: argparse.Namespace) -> None:
             **{f"{args.eval_split}_{k}": round(getattr(result, k), 4) for k in ("JF", "J", "F")},
         )
         save_trained(args.out, model, spec=spec, config=config, tokenizer=tokenizer, facts=facts)
-    _log(work, {"done": True, **facts})
+    append_log(work, {"done": True, **facts})
     print(f"wrote {args.out} and {args.out.name.removesuffix('.safetensors')}.tokenizer.json")

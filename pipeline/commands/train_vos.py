@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,13 @@ from typing import Any
 import torch
 
 from pipeline.errors import InputFileError, UserError
+from pipeline.training.runs import (
+    add_run_arguments,
+    append_log,
+    command_line,
+    save_checkpoint,
+    work_folder,
+)
 
 NAME = "train-vos"
 # Metadata key of the test-time settings an engine was trained for (JSON, e.g. {"scales": [1.5]}).
@@ -51,27 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "test-time scale (recorded in the weights; default 1.0)",
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and batches")
-    parser.add_argument("--work", type=Path, help="checkpoint/log folder (default <out>.work)")
-    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps (default 100)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--eval-split", default="valid", help="split scored at the end")
     parser.add_argument("--eval-videos", type=int, help="score only the first N videos")
-    parser.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
-    parser.add_argument(
-        "--eval-only", action="store_true", help="score existing --out weights, do not train"
-    )
-
-
-def _log(work: Path, record: dict[str, Any]) -> None:
-    with (work / "log.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    add_run_arguments(parser)
 
 
 def _commands(work: Path) -> list[str]:
@@ -139,8 +125,7 @@ def run(args: argparse.Namespace) -> int:
     crop = args.crop
     if spec.align_corners and (crop - 1) % 16:
         crop = (crop - 1) // 16 * 16 + 1
-    work = args.work or args.out.with_name(args.out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(args)
     clip_config = VOSClipConfig(
         num_frames=args.frames,
         crop=(crop, crop),
@@ -162,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
         trainer.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False))
         print(f"resumed from {checkpoint} at step {trainer.step_index}", flush=True)
     dataset = VOSClipDataset(args.data, args.split, clip_config, seed=args.seed)
-    command = "lsvos train-vos " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    _log(work, {"command": command, "from_step": trainer.step_index})
+    command = command_line()
+    append_log(work, {"command": command, "from_step": trainer.step_index})
     print(
         f"training {spec.name} on {len(dataset)} videos of {args.data}/{args.split}: "
         f"{config.steps} steps x {args.batch_size} clips x {args.frames} frames at {crop}px",
@@ -175,12 +160,12 @@ def run(args: argparse.Namespace) -> int:
         if step % 20 == 0 or step == config.steps:
             record = {"step": step, **{k: round(v, 5) for k, v in terms.items()}}
             record["seconds"] = round(time.time() - started, 1)
-            _log(work, record)
+            append_log(work, record)
             print(json.dumps(record), flush=True)
 
     for step in trainer.run(lambda s: dataset.batch(s, args.batch_size), on_step):
         if step % args.checkpoint_every == 0 or step == config.steps:
-            _save_checkpoint(checkpoint, trainer.state_dict())
+            save_checkpoint(checkpoint, trainer.state_dict())
 
     history = " && ".join(_commands(work))
     trained_spec = replace(spec, notes=f"trained with: {history}")
@@ -192,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}", flush=True)
     if not args.no_eval:
         scores = _evaluate(args)
-        _log(work, {"eval": scores})
+        append_log(work, {"eval": scores})
         state = {k: v for k, v in frozen_state(network).items()}
         meta["lsvos.score"] = json.dumps(scores)
         save_project_weights(args.out, spec.family, spec_to_dict(trained_spec), state, meta)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.common.video_swin import SwinMlp
 from vos.layers.basic import DropPath
 
 
@@ -95,16 +96,6 @@ class WindowAttention(nn.Module):
         return self.proj((attn @ v).transpose(1, 2).reshape(bw, n, c))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class SwinBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, window: int, shift: int, drop_path: float) -> None:
         super().__init__()
@@ -114,7 +105,7 @@ class SwinBlock(nn.Module):
         self.attn = WindowAttention(dim, window, num_heads)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, 4 * dim)
+        self.mlp = SwinMlp(dim, 4 * dim)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """x: B x (h*w) x C."""
