@@ -126,7 +126,7 @@ def train(args: argparse.Namespace) -> None:
     command = command_line()
 
     def on_log(step: int, mean: dict[str, float]) -> None:
-        main_terms = {k: round(v, 4) for k, v in mean.items() if not k[-1].isdigit()}
+        main_terms = {k: float(f"{v:.4g}") for k, v in mean.items() if not k[-1].isdigit()}
         print(f"step {step}/{optim.steps} {main_terms}", flush=True)
         append_log(work, {"step": step, **mean})
 
