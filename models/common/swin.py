@@ -24,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common.video_swin import PatchMerging, SwinBlock3D, VideoSwinSpec, shifted_window_mask
+from models.common.video_swin import (
+    PatchMerging,
+    SwinBlock3D,
+    VideoSwinSpec,
+    shifted_window_mask,
+    size_arguments,
+)
 
 SWIN_SPECS: dict[str, VideoSwinSpec] = {
     "tiny": VideoSwinSpec(96, (2, 2, 6, 2), (3, 6, 12, 24)),
@@ -126,15 +132,7 @@ class SwinBackbone(nn.Module):
     @classmethod
     def from_spec(cls, name: str, **kwargs: object) -> SwinBackbone:
         """A released size by name: ``tiny``, ``small``, ``base`` or ``large``."""
-        if name not in SWIN_SPECS:
-            raise ValueError(f"unknown Swin size {name!r}; known: {sorted(SWIN_SPECS)}")
-        spec = SWIN_SPECS[name]
-        return cls(
-            embed_dim=spec.embed_dim,
-            depths=spec.depths,
-            num_heads=spec.num_heads,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        return cls(**size_arguments(SWIN_SPECS, name, "Swin"), **kwargs)  # type: ignore[arg-type]
 
     def forward(self, video: torch.Tensor) -> list[torch.Tensor]:
         """Per-frame features of each level.

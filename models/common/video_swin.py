@@ -55,6 +55,14 @@ VIDEO_SWIN_SPECS: dict[str, VideoSwinSpec] = {
 }
 
 
+def size_arguments(specs: Mapping[str, VideoSwinSpec], name: str, what: str) -> dict[str, object]:
+    """``embed_dim``, ``depths`` and ``num_heads`` of the released size ``name`` in ``specs``."""
+    if name not in specs:
+        raise ValueError(f"unknown {what} size {name!r}; known: {sorted(specs)}")
+    spec = specs[name]
+    return {"embed_dim": spec.embed_dim, "depths": spec.depths, "num_heads": spec.num_heads}
+
+
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     """Stochastic depth: zero whole samples with probability ``rate`` and rescale the rest."""
     if rate == 0.0 or not training:
@@ -366,15 +374,7 @@ class VideoSwinBackbone(nn.Module):
     @classmethod
     def from_spec(cls, name: str, **kwargs: object) -> VideoSwinBackbone:
         """A released size by name: ``tiny``, ``small`` or ``base``."""
-        if name not in VIDEO_SWIN_SPECS:
-            raise ValueError(f"unknown Video Swin size {name!r}; known: {sorted(VIDEO_SWIN_SPECS)}")
-        spec = VIDEO_SWIN_SPECS[name]
-        return cls(
-            embed_dim=spec.embed_dim,
-            depths=spec.depths,
-            num_heads=spec.num_heads,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        return cls(**size_arguments(VIDEO_SWIN_SPECS, name, "Video Swin"), **kwargs)  # type: ignore[arg-type]
 
     def forward(self, video: torch.Tensor) -> list[torch.Tensor]:
         """Per-frame features of each level.

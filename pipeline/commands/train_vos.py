@@ -171,14 +171,12 @@ def run(args: argparse.Namespace) -> int:
     trained_spec = replace(spec, notes=f"trained with: {history}")
     meta = {"lsvos.trained_with": history, "lsvos.train_seconds": str(round(time.time() - started))}
     meta[INFERENCE_KEY] = json.dumps({"scales": [args.scale]})
-    save_project_weights(
-        args.out, spec.family, spec_to_dict(trained_spec), frozen_state(network), meta
-    )
+    state = frozen_state(network)
+    save_project_weights(args.out, spec.family, spec_to_dict(trained_spec), state, meta)
     print(f"wrote {args.out}", flush=True)
     if not args.no_eval:
         scores = _evaluate(args)
         append_log(work, {"eval": scores})
-        state = {k: v for k, v in frozen_state(network).items()}
         meta["lsvos.score"] = json.dumps(scores)
         save_project_weights(args.out, spec.family, spec_to_dict(trained_spec), state, meta)
     return 0

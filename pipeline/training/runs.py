@@ -9,6 +9,7 @@ last one, and ``log.jsonl`` gets one JSON record per logged step (and per comman
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shlex
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from pipeline.io import atomic_write_bytes
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,10 +48,10 @@ def append_log(work: Path, record: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` through a temporary sibling and a rename: never a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    """``torch.save`` written atomically (:func:`pipeline.io.atomic_write_bytes`)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def command_line() -> str:
