@@ -8,7 +8,9 @@ be accounted for: the only key dropped on purpose is ``LSTT.mask_token`` (an unu
 aot-benchmark main, absent from older copies such as the RVOS challenge's).
 
 Key map (official -> project): ``LSTT.`` -> ``propagation.``, ``patch_wise_id_bank.`` ->
-``id_bank.``; everything else keeps its name.
+``id_bank.``; everything else keeps its name. A Swin encoder's ``relative_position_index``
+buffers are derived from the window: each is checked against the encoder's own (a mismatch is an
+error naming the key) and not loaded.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from models.common.checkpoint import (
     extract_state_dict,
     load_state_strict,
 )
+from models.common.video_swin import check_relative_position_index
 from vos.aot import AOT
 from vos.encoders.mobilenetv2 import make_divisible
+from vos.encoders.swin import SwinEncoder
 from vos.variants import EncoderSpec, EngineSpec
 
 RENAME = (
@@ -56,6 +60,16 @@ def load_official(network: AOT, official: Mapping[str, torch.Tensor], what: str)
     """Copy an official state dict into ``network``; any key mismatch raises
     :class:`~models.common.checkpoint.KeyMismatchError` listing every offending key."""
     state, skipped = to_project_keys(official)
+    encoder = getattr(network, "encoder", None)
+    if isinstance(encoder, SwinEncoder):
+        window = (1, encoder.window, encoder.window)
+        try:
+            derived = check_relative_position_index(state, "encoder.", windows=(window,))
+        except ValueError as err:
+            raise CheckpointError(f"{what}: {err}") from err
+        for key in derived:
+            del state[key]
+            skipped[key] = "derived from the Swin window (checked, not loaded)"
     load_state_strict(network, state, what=what)
     return KeyReport(loaded=sorted(state), skipped=skipped)
 

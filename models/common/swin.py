@@ -85,6 +85,8 @@ class SwinBackbone(nn.Module):
         window: the window (7).
         mlp_ratio, qkv_bias, patch_norm: as released (4.0, True, True).
         drop_path_rate: stochastic depth at the last block (0.2 T/S, 0.3 B/L).
+        num_stages: build only the first stages (AOT / DeAOT use 3 of Swin's 4; the stochastic
+            depth still ramps over all of ``depths``, as the official code builds it).
 
     Attributes:
         out_channels, strides: of the returned levels.
@@ -102,6 +104,7 @@ class SwinBackbone(nn.Module):
         patch_norm: bool = True,
         drop_path_rate: float = 0.2,
         in_channels: int = 3,
+        num_stages: int | None = None,
     ) -> None:
         super().__init__()
         if len(depths) != len(num_heads):
@@ -109,7 +112,9 @@ class SwinBackbone(nn.Module):
         self.patch_embed = nn.Module()
         self.patch_embed.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=4, stride=4)
         self.patch_embed.norm = nn.LayerNorm(embed_dim) if patch_norm else None
-        levels = len(depths)
+        levels = len(depths) if num_stages is None else num_stages
+        if not 1 <= levels <= len(depths):
+            raise ValueError(f"num_stages {num_stages} outside 1..{len(depths)}")
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.out_channels = [embed_dim * 2**i for i in range(levels)]
         self.strides = [4 * 2**i for i in range(levels)]

@@ -396,29 +396,32 @@ class VideoSwinBackbone(nn.Module):
         return outputs
 
 
-def check_relative_position_index(official: Mapping[str, torch.Tensor], prefix: str) -> list[str]:
+def check_relative_position_index(
+    official: Mapping[str, torch.Tensor],
+    prefix: str,
+    windows: Sequence[Size3] = ((8, 7, 7), (2, 7, 7), (1, 7, 7), (16, 7, 7), (4, 7, 7)),
+) -> list[str]:
     """Keys ``<prefix>...relative_position_index`` of ``official``, verified against our buffer.
 
     The index is derived from the window, so the port does not load it; a checkpoint whose
-    stored index differs would mean a different window and is an error.
+    stored index fits none of ``windows`` (matched by token count) would mean a different window
+    and is an error.
     """
     keys = [k for k in official if k.startswith(prefix) and k.endswith("relative_position_index")]
+    by_tokens = {w[0] * w[1] * w[2]: w for w in reversed(list(windows))}
     cache: dict[int, torch.Tensor] = {}
     for key in keys:
         stored = official[key]
         n = stored.shape[0]
+        if n not in by_tokens:
+            raise ValueError(f"{key}: no expected window {list(windows)} has {n} tokens")
         if n not in cache:
-            cache[n] = _index_for_tokens(n)
+            cache[n] = relative_position_index(by_tokens[n])
         if stored.shape != cache[n].shape or not torch.equal(stored.long(), cache[n]):
-            raise ValueError(f"{key}: relative_position_index does not match a (8, 7, 7) window")
+            raise ValueError(
+                f"{key}: relative_position_index does not match a {by_tokens[n]} window"
+            )
     return keys
-
-
-def _index_for_tokens(n: int) -> torch.Tensor:
-    for window in ((8, 7, 7), (2, 7, 7), (1, 7, 7), (16, 7, 7), (4, 7, 7)):
-        if window[0] * window[1] * window[2] == n:
-            return relative_position_index(window)
-    raise ValueError(f"no known Video Swin window has {n} tokens")
 
 
 def convert_kinetics_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

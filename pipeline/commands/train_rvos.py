@@ -41,7 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train", help="training split (default train)")
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the model's)")
     parser.add_argument("--batch-size", type=int, help="clips per step (default: the model's)")
-    parser.add_argument("--eval-data", type=Path, help="dataset root scored (default --data)")
     parser.add_argument("--lr", type=float, help="scale every learning rate to this base rate")
     add_run_arguments(parser)
 

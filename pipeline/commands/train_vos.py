@@ -33,6 +33,8 @@ from pipeline.training.runs import (
 )
 
 NAME = "train-vos"
+# BatchNorm step counters: not in inference weights (vos.train.frozen_state drops them).
+_BN_COUNTERS = (r".*num_batches_tracked",)
 # Metadata key of the test-time settings an engine was trained for (JSON, e.g. {"scales": [1.5]}).
 INFERENCE_KEY = "lsvos.inference"
 HELP = "train a small AOT / DeAOT propagation engine on a Ref-YouTube-VOS-layout dataset"
@@ -56,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "test-time scale (recorded in the weights; default 1.0)",
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="start from the weights of this engine file (fine-tuning; its spec is used, "
+        "--model and --layers are ignored); a resumed --work checkpoint takes precedence",
+    )
     parser.add_argument("--eval-videos", type=int, help="score only the first N videos")
     add_run_arguments(parser)
 
@@ -85,15 +93,35 @@ def load_engine(path: Path, **settings: Any):
     return build_propagator(spec_from_dict(weights.config), weights.state, **settings)
 
 
+def _initial_engine(path: Path):
+    """(spec, state) of an engine file written by this command, for ``--init``."""
+    from dataclasses import replace
+
+    from pipeline.weights import load_project_weights
+    from vos.variants import spec_from_dict
+
+    weights = load_project_weights(path)
+    if weights.family not in ("aot", "deaot"):
+        raise InputFileError(f"{path} holds a {weights.family!r} model, not an AOT/DeAOT engine")
+    spec = replace(spec_from_dict(weights.config), notes="")
+    return spec, weights.state
+
+
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.training.vos_eval import evaluate_propagator
 
     propagator = load_engine(args.out)
+    root = args.eval_data or args.data
     start = time.time()
     report = evaluate_propagator(
-        propagator, args.data, args.eval_split, seed=args.seed, max_videos=args.eval_videos
+        propagator, root, args.eval_split, seed=args.seed, max_videos=args.eval_videos
     )
-    scores = {"split": args.eval_split, **report.as_dict(), "seconds": round(time.time() - start)}
+    scores = {
+        "data": str(root),
+        "split": args.eval_split,
+        **report.as_dict(),
+        "seconds": round(time.time() - start),
+    }
     print(json.dumps(scores), flush=True)
     return scores
 
@@ -108,18 +136,23 @@ def run(args: argparse.Namespace) -> int:
 
     from dataclasses import replace
 
+    from models.common.checkpoint import load_state_strict
     from pipeline.training.vos_clips import VOSClipConfig, VOSClipDataset
     from pipeline.weights import save_project_weights
     from vos.deaot import build_network
     from vos.train import TrainConfig, Trainer, frozen_state
     from vos.variants import get_variant, spec_to_dict
 
-    try:
-        spec = get_variant(args.model)
-    except KeyError as err:
-        raise UserError(str(err)) from err
-    if args.layers is not None:
-        spec = replace(spec, num_layers=args.layers)
+    init_state = None
+    if args.init is not None:
+        spec, init_state = _initial_engine(args.init)
+    else:
+        try:
+            spec = get_variant(args.model)
+        except KeyError as err:
+            raise UserError(str(err)) from err
+        if args.layers is not None:
+            spec = replace(spec, num_layers=args.layers)
     if spec.encoder.kind == "swin":
         raise UserError(f"train-vos trains CNN-encoder engines from scratch; {spec.name} is Swin")
     crop = args.crop
@@ -146,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     if checkpoint.is_file():
         trainer.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False))
         print(f"resumed from {checkpoint} at step {trainer.step_index}", flush=True)
+    elif init_state is not None:
+        load_state_strict(network, init_state, what=str(args.init), allow_missing=_BN_COUNTERS)
+        print(f"initialised from {args.init}", flush=True)
     dataset = VOSClipDataset(args.data, args.split, clip_config, seed=args.seed)
     command = command_line()
     append_log(work, {"command": command, "from_step": trainer.step_index})

@@ -27,6 +27,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", type=Path, help="checkpoint/log folder (default <out>.work)")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="steps (default 100)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--eval-data", type=Path, help="dataset root scored (default --data)")
     parser.add_argument("--eval-split", default="valid", help="split scored at the end")
     parser.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     parser.add_argument(

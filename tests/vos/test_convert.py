@@ -118,3 +118,24 @@ def test_builder_accepts_official_and_project_key_names(family: str) -> None:
             assert torch.equal(network.state_dict()[key], value), key
     propagator = build_propagator(tiny_spec(family), official, long_term_gap=3)
     assert propagator.long_term_gap == 3 and not propagator.network.training
+
+
+def test_swin_position_indices_are_checked_not_loaded() -> None:
+    from dataclasses import replace
+
+    from models.common.video_swin import relative_position_index
+
+    encoder = EncoderSpec(
+        "swin", swin_embed_dim=8, swin_depths=(2, 2, 2, 2), swin_heads=(1, 2, 2, 4)
+    )
+    spec = replace(tiny_spec("aot"), encoder=encoder)
+    official = official_layout(build_network(spec))
+    blocks = [k[: -len("relative_position_bias_table")] for k in official if k.endswith("_table")]
+    assert len(blocks) == 6  # three stages of two blocks
+    for prefix in blocks:
+        official[prefix + "relative_position_index"] = relative_position_index((1, 7, 7))
+    report = load_official(build_network(spec), official, what="swin")
+    assert sum(k.endswith("relative_position_index") for k in report.skipped) == 6
+    official[blocks[3] + "relative_position_index"] = relative_position_index((1, 7, 7)).flip(0)
+    with pytest.raises(CheckpointError, match=re.escape(blocks[3])):
+        load_official(build_network(spec), official, what="swin")

@@ -95,3 +95,28 @@ def test_train_vos_command_trains_saves_resumes_and_scores(
                  "--eval-videos", "1", "--threads", "1"]) == 0  # fmt: skip
     assert main(["train-vos", "--model", "swinb_deaotl", "--data", str(synth_root),
                  "--out", str(out)]) == 2  # fmt: skip
+
+
+def test_train_vos_init_fine_tunes_a_shipped_engine(synth_root: Path, tmp_path: Path) -> None:
+    from pipeline.weights import load_project_weights
+
+    shipped = Path(__file__).parents[2] / "weights" / "deaot_tiny.safetensors"
+    out = tmp_path / "tuned.safetensors"
+    args = [
+        "train-vos", "--init", str(shipped), "--model", "aot_tiny", "--data", str(synth_root),
+        "--out", str(out), "--steps", "1", "--lr", "1e-12", "--batch-size", "1",
+        "--frames", "3", "--crop", "65", "--threads", "1", "--no-eval",
+    ]  # fmt: skip
+    assert main(args) == 0
+    before, after = load_project_weights(shipped), load_project_weights(out)
+    assert after.family == "deaot"  # the file's spec, not --model's
+    assert {k: v for k, v in after.config.items() if k != "notes"} == {
+        k: v for k, v in before.config.items() if k != "notes"
+    }
+    params = [k for k in before.state if "running_" not in k]
+    assert params and all(torch.allclose(before.state[k], after.state[k]) for k in params)
+    not_engine = tmp_path / "not_engine.safetensors"
+    from pipeline.weights import save_project_weights
+
+    save_project_weights(not_engine, "sgmg", {}, {"w": torch.zeros(1)}, {})
+    assert main([*args[:2], str(not_engine), *args[3:]]) == 2
