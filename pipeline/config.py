@@ -70,7 +70,8 @@ class EngineConfig:
     checkpoint: str = MISSING
     device: str = "cpu"
     precision: str = "fp32"
-    scales: list[float] = field(default_factory=lambda: [1.0])
+    # null: the scales a project weights file records (lsvos train-vos --scale), else [1.0]
+    scales: list[float] | None = field(default_factory=lambda: [1.0])
     flip: bool = False
     long_term_gap: int = 5
     max_long_term: int | None = None

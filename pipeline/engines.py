@@ -5,7 +5,8 @@ An engine config names the ``family`` (``aot`` / ``deaot``), the ``variant`` (of
 as ``swinl_aotl``, ``r50_deaotl``; or ``tiny`` with a project weights file), the ``checkpoint``
 (an official aot-benchmark file, or a project weights file), device and precision, and the
 protocol: TTA scales and flip, long-term gap and cap, resize cap, memory update, reset between
-passes, expression packing.
+passes, expression packing. ``scales: null`` takes the test-time scales a project weights file
+records (``lsvos train-vos --scale``), else 1.0.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from pipeline.checkpoints import read_checkpoint
 from pipeline.errors import UserError
 from pipeline.producers import dataclass_from_dict
-from pipeline.weights import is_project_weights, load_project_weights
+from pipeline.weights import inference_scales, is_project_weights, load_project_weights
 
 ENGINE_FAMILIES = ("aot", "deaot")
 _LOCK = threading.Lock()
@@ -73,8 +74,11 @@ def build_propagator(settings: Mapping[str, Any]) -> Any:
 
     path = Path(settings["checkpoint"])
     family = settings["family"]
+    scales = settings.get("scales")
     if is_project_weights(path):
         weights = load_project_weights(path)
+        if scales is None:
+            scales = inference_scales(weights)
         if weights.family != family:
             raise UserError(f"{path} holds {weights.family} weights, not {family}")
         spec = dataclass_from_dict(EngineSpec, weights.config)
@@ -99,7 +103,7 @@ def build_propagator(settings: Mapping[str, Any]) -> Any:
     if precision not in ("fp32", "fp16"):
         raise UserError(f"engine precision must be fp32 or fp16, not {precision!r}")
     tta = TTAConfig(
-        scales=tuple(float(s) for s in settings.get("scales") or (1.0,)),
+        scales=tuple(float(s) for s in scales or (1.0,)),
         flip=bool(settings.get("flip")),
         memory_update="ensemble" if settings.get("ensemble_memory_update", True) else "own",
     )

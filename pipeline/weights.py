@@ -3,7 +3,8 @@ the file's metadata, the model family and the typed config that rebuilds the net
 
 Metadata keys: ``lsvos.family`` (``sgmg``, ``referformer``, ``mutr``, ``soc``, ``uninext``,
 ``aot``, ``deaot``) and ``lsvos.config`` (the JSON of the family's config dataclass). Optional:
-``lsvos.trained_with`` (the command), ``lsvos.score`` (what it reached).
+``lsvos.trained_with`` (the command), ``lsvos.score`` (what it reached), ``lsvos.inference``
+(JSON test-time settings a propagation engine was trained for, e.g. ``{"scales": [2.0]}``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pipeline.io import atomic_write_bytes
 
 FAMILY_KEY = "lsvos.family"
 CONFIG_KEY = "lsvos.config"
+INFERENCE_KEY = "lsvos.inference"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,15 @@ def load_project_weights(path: str | Path) -> ProjectWeights:
     except (json.JSONDecodeError, OSError, RuntimeError) as err:
         raise InputFileError(f"cannot read {path}: {err}") from err
     return ProjectWeights(metadata[FAMILY_KEY], config, state, metadata)
+
+
+def inference_scales(weights: ProjectWeights) -> tuple[float, ...]:
+    """The test-time scales recorded in ``weights`` (``(1.0,)`` when none are)."""
+    try:
+        recorded = json.loads(weights.metadata.get(INFERENCE_KEY, "{}")).get("scales")
+        return tuple(float(s) for s in recorded) if recorded else (1.0,)
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as err:
+        raise InputFileError(f"bad {INFERENCE_KEY!r} metadata: {err}") from err
 
 
 def _metadata(path: Path) -> dict[str, str]:

@@ -92,3 +92,16 @@ def test_every_shipped_file_is_documented_with_its_score(path: Path) -> None:
     assert recorded is not None, f"{path.name} records no valid-split score"
     section = readme.split(f"## {path.name}", 1)[1].split("\n## ", 1)[0]
     assert f"{recorded:.3f}" in section, f"README's {path.name} section lacks {recorded:.3f}"
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_demo_engine_runs_at_the_scale_its_weights_record(name: str) -> None:
+    from pipeline.engines import build_propagator
+    from pipeline.weights import inference_scales
+
+    settings = DEMO["engines"][name]
+    _shipped(settings["checkpoint"])
+    assert settings["scales"] is None  # the demo defers to the weights file
+    recorded = inference_scales(load_project_weights(settings["checkpoint"]))
+    assert build_propagator(settings).tta.scales == recorded
+    assert build_propagator({**settings, "scales": [1.25]}).tta.scales == (1.25,)

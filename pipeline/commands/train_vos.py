@@ -35,8 +35,6 @@ from pipeline.training.runs import (
 NAME = "train-vos"
 # BatchNorm step counters: not in inference weights (vos.train.frozen_state drops them).
 _BN_COUNTERS = (r".*num_batches_tracked",)
-# Metadata key of the test-time settings an engine was trained for (JSON, e.g. {"scales": [1.5]}).
-INFERENCE_KEY = "lsvos.inference"
 HELP = "train a small AOT / DeAOT propagation engine on a Ref-YouTube-VOS-layout dataset"
 
 
@@ -80,7 +78,7 @@ def _commands(work: Path) -> list[str]:
 
 def load_engine(path: Path, **settings: Any):
     """A propagator from a project weights file written by this command."""
-    from pipeline.weights import load_project_weights
+    from pipeline.weights import inference_scales, load_project_weights
     from vos.build import build_propagator
     from vos.session import TTAConfig
     from vos.variants import spec_from_dict
@@ -88,8 +86,7 @@ def load_engine(path: Path, **settings: Any):
     weights = load_project_weights(path)
     if weights.family not in ("aot", "deaot"):
         raise InputFileError(f"{path} holds a {weights.family!r} model, not an AOT/DeAOT engine")
-    scales = tuple(json.loads(weights.metadata.get(INFERENCE_KEY, "{}")).get("scales", (1.0,)))
-    settings.setdefault("tta", TTAConfig(scales=scales))
+    settings.setdefault("tta", TTAConfig(scales=inference_scales(weights)))
     return build_propagator(spec_from_dict(weights.config), weights.state, **settings)
 
 
@@ -138,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
     from models.common.checkpoint import load_state_strict
     from pipeline.training.vos_clips import VOSClipConfig, VOSClipDataset
-    from pipeline.weights import save_project_weights
+    from pipeline.weights import INFERENCE_KEY, save_project_weights
     from vos.deaot import build_network
     from vos.train import TrainConfig, Trainer, frozen_state
     from vos.variants import get_variant, spec_to_dict
