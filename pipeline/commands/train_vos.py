@@ -91,7 +91,7 @@ def load_engine(path: Path, **settings: Any):
 
 
 def _initial_engine(path: Path):
-    """(spec, state) of an engine file written by this command, for ``--init``."""
+    """(spec, state, commands that trained it) of an engine file, for ``--init``."""
     from dataclasses import replace
 
     from pipeline.weights import load_project_weights
@@ -101,7 +101,8 @@ def _initial_engine(path: Path):
     if weights.family not in ("aot", "deaot"):
         raise InputFileError(f"{path} holds a {weights.family!r} model, not an AOT/DeAOT engine")
     spec = replace(spec_from_dict(weights.config), notes="")
-    return spec, weights.state
+    history = weights.metadata.get("lsvos.trained_with", "")
+    return spec, weights.state, [c for c in history.split(" && ") if c]
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,9 +141,9 @@ def run(args: argparse.Namespace) -> int:
     from vos.train import TrainConfig, Trainer, frozen_state
     from vos.variants import get_variant, spec_to_dict
 
-    init_state = None
+    init_state, init_history = None, []
     if args.init is not None:
-        spec, init_state = _initial_engine(args.init)
+        spec, init_state, init_history = _initial_engine(args.init)
     else:
         try:
             spec = get_variant(args.model)
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         if step % args.checkpoint_every == 0 or step == config.steps:
             save_checkpoint(checkpoint, trainer.state_dict())
 
-    history = " && ".join(_commands(work))
+    history = " && ".join([*init_history, *_commands(work)])  # --init: its file's history first
     trained_spec = replace(spec, notes=f"trained with: {history}")
     meta = {"lsvos.trained_with": history, "lsvos.train_seconds": str(round(time.time() - started))}
     meta[INFERENCE_KEY] = json.dumps({"scales": [args.scale]})

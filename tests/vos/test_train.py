@@ -110,6 +110,9 @@ def test_train_vos_init_fine_tunes_a_shipped_engine(synth_root: Path, tmp_path: 
     assert main(args) == 0
     before, after = load_project_weights(shipped), load_project_weights(out)
     assert after.family == "deaot"  # the file's spec, not --model's
+    history = after.metadata["lsvos.trained_with"]
+    assert history.startswith(before.metadata["lsvos.trained_with"] + " && ")
+    assert history.count(" && ") == before.metadata["lsvos.trained_with"].count(" && ") + 1
     assert {k: v for k, v in after.config.items() if k != "notes"} == {
         k: v for k, v in before.config.items() if k != "notes"
     }
