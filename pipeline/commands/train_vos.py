@@ -1,10 +1,10 @@
 """``lsvos train-vos``: train a small AOT / DeAOT engine on a Ref-YouTube-VOS-layout folder.
 
-Example (the shipped engines)::
+Example (the first stage of the shipped engines; all four stages: weights/README.md)::
 
     lsvos data synth --out data/synth
-    lsvos train-vos --model aot_tiny --data data/synth --out weights/aot_tiny.safetensors
-    lsvos train-vos --model deaot_tiny --data data/synth --out weights/deaot_tiny.safetensors
+    lsvos train-vos --model aot_tiny --data data/synth --out runs/aot_tiny.safetensors
+    lsvos train-vos --model deaot_tiny --data data/synth --out runs/deaot_tiny.safetensors
 
 Training resumes from ``--work`` (default ``<out>.work/``), where a checkpoint is written
 atomically every ``--checkpoint-every`` steps, beside a JSON-lines log. The weights are written
