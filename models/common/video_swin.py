@@ -408,7 +408,9 @@ def check_relative_position_index(
     and is an error.
     """
     keys = [k for k in official if k.startswith(prefix) and k.endswith("relative_position_index")]
-    by_tokens = {w[0] * w[1] * w[2]: w for w in reversed(list(windows))}
+    by_tokens: dict[int, Size3] = {}
+    for window in windows:  # the first window of each token count
+        by_tokens.setdefault(window[0] * window[1] * window[2], window)
     cache: dict[int, torch.Tensor] = {}
     for key in keys:
         stored = official[key]

@@ -76,16 +76,25 @@ def _commands(work: Path) -> list[str]:
     return commands
 
 
+def _engine_weights(path: Path):
+    """A project weights file that holds an AOT / DeAOT engine (else an error naming it)."""
+    from pipeline.engines import ENGINE_FAMILIES
+    from pipeline.weights import load_project_weights
+
+    weights = load_project_weights(path)
+    if weights.family not in ENGINE_FAMILIES:
+        raise InputFileError(f"{path} holds a {weights.family!r} model, not an AOT/DeAOT engine")
+    return weights
+
+
 def load_engine(path: Path, **settings: Any):
     """A propagator from a project weights file written by this command."""
-    from pipeline.weights import inference_scales, load_project_weights
+    from pipeline.weights import inference_scales
     from vos.build import build_propagator
     from vos.session import TTAConfig
     from vos.variants import spec_from_dict
 
-    weights = load_project_weights(path)
-    if weights.family not in ("aot", "deaot"):
-        raise InputFileError(f"{path} holds a {weights.family!r} model, not an AOT/DeAOT engine")
+    weights = _engine_weights(path)
     settings.setdefault("tta", TTAConfig(scales=inference_scales(weights)))
     return build_propagator(spec_from_dict(weights.config), weights.state, **settings)
 
@@ -94,12 +103,9 @@ def _initial_engine(path: Path):
     """(spec, state, commands that trained it) of an engine file, for ``--init``."""
     from dataclasses import replace
 
-    from pipeline.weights import load_project_weights
     from vos.variants import spec_from_dict
 
-    weights = load_project_weights(path)
-    if weights.family not in ("aot", "deaot"):
-        raise InputFileError(f"{path} holds a {weights.family!r} model, not an AOT/DeAOT engine")
+    weights = _engine_weights(path)
     spec = replace(spec_from_dict(weights.config), notes="")
     history = weights.metadata.get("lsvos.trained_with", "")
     return spec, weights.state, [c for c in history.split(" && ") if c]
