@@ -80,12 +80,31 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
         size_divisibility=16,
         expressions_per_clip=3,
     )
-    specs = {
-        "sgmg-tiny": RVOSModelSpec(
-            name="sgmg-tiny",
+    variants = {  # name: (description, multi-object, queries)
+        "sgmg-tiny": (
+            "SgMg, tiny Video Swin + 2-layer word-level RoBERTa, 64-d transformer, 1 query",
+            False,
+            1,
+        ),
+        "sgmg-multi-tiny": (
+            "Fast (multi-object) SgMg: one pass for every expression of a video, 1 query",
+            True,
+            1,
+        ),
+        "sgmg-tiny-5q": (
+            "sgmg-tiny with the released 5 queries (ablation: they learn to ignore the text)",
+            False,
+            5,
+        ),
+    }
+    return {
+        name: RVOSModelSpec(
+            name=name,
             family="sgmg",
-            description="SgMg, tiny Video Swin + 2-layer word-level RoBERTa, 64-d transformer",
-            default_config=lambda vocab: tiny_config(vocab).to_dict(),
+            description=description,
+            default_config=lambda vocab, multi=multi, queries=queries: tiny_config(
+                vocab, multi_object=multi, num_queries=queries
+            ).to_dict(),
             build=build,
             loss=sgmg_loss,  # type: ignore[arg-type]
             producer=producer,
@@ -93,20 +112,8 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
             optim=optim,
             batch_size=1,
         )
+        for name, (description, multi, queries) in variants.items()
     }
-    specs["sgmg-multi-tiny"] = RVOSModelSpec(
-        name="sgmg-multi-tiny",
-        family="sgmg",
-        description="Fast (multi-object) SgMg: one pass for every expression of a video",
-        default_config=lambda vocab: tiny_config(vocab, multi_object=True).to_dict(),
-        build=build,
-        loss=sgmg_loss,  # type: ignore[arg-type]
-        producer=producer,
-        clips=clips,
-        optim=optim,
-        batch_size=1,
-    )
-    return specs
 
 
 def _uninext_specs() -> dict[str, RVOSModelSpec]:

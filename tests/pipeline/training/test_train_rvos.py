@@ -26,7 +26,11 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_registry_lists_both_sgmg_models(capsys: pytest.CaptureFixture[str]) -> None:
-    assert {"sgmg-tiny", "sgmg-multi-tiny"} <= set(registered_models())
+    models = registered_models()
+    assert {"sgmg-tiny", "sgmg-multi-tiny", "sgmg-tiny-5q"} <= set(models)
+    queries = {name: models[name].default_config(50)["num_queries"] for name in models}
+    assert (queries["sgmg-tiny"], queries["sgmg-multi-tiny"], queries["sgmg-tiny-5q"]) == (1, 1, 5)
+    assert models["sgmg-multi-tiny"].default_config(50)["multi_object"]
     assert main(["train-rvos", "--list"]) == 0
     assert "sgmg-multi-tiny" in capsys.readouterr().out
     assert main(["train-rvos", "--model", "nope", "--data", ".", "--out", "x.safetensors"]) == 2
