@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args._argv = argv  # the command as typed (training commands record it with their weights)
     try:
         return int(args._run(args) or 0)
     except UserError as err:

@@ -6,7 +6,9 @@ A producer config names a ``family`` (``sgmg``, ``referformer``, ``mutr``, ``soc
 project weights file from ``weights/``), a ``variant`` for official files (``vswint``,
 ``vswinb``, ``r50``, ``convnextl``, ``vith``), the ``tokenizer``, the device and precision, and
 ``options`` overriding the model's own inference protocol (``short_side``, ``max_size``,
-``clip_length``). The flow treats every family alike through
+``clip_length``). A project weights file that records the short side it was scored at
+(``lsvos.inference``, written by ``lsvos train-rvos``) runs at that size unless ``options`` say
+otherwise. The flow treats every family alike through
 :class:`models.common.producer.Producer`.
 """
 
@@ -25,7 +27,7 @@ import torch
 from models.common.producer import Producer
 from pipeline.checkpoints import read_checkpoint
 from pipeline.errors import UserError
-from pipeline.weights import is_project_weights, load_project_weights
+from pipeline.weights import inference_short_side, is_project_weights, load_project_weights
 
 MODEL_FAMILIES = ("sgmg", "referformer", "mutr", "soc", "uninext")
 HF_TOKENIZER = {"uninext": "bert-base-uncased"}  # the others use roberta-base
@@ -97,18 +99,21 @@ def build_producer(settings: Mapping[str, Any], dataset_format: str) -> Producer
     if family not in _BUILDERS:
         raise UserError(f"unknown producer family {family!r}")
     path = Path(settings["checkpoint"])
+    options = dict(settings.get("options") or {})
     if is_project_weights(path):
         weights = load_project_weights(path)
         if weights.family != family:
             raise UserError(f"{path} holds {weights.family} weights, not {family}")
         network = _BUILDERS[family].from_project(weights.config, weights.state, str(path))
+        recorded = inference_short_side(weights.metadata)
+        if recorded is not None:  # the size the weights were scored at, unless overridden
+            options.setdefault("short_side", recorded)
     else:
         network = _BUILDERS[family].from_official(
             read_checkpoint(path), str(settings.get("variant") or ""), str(path)
         )
     device = torch.device(settings.get("device") or "cpu")
     network = network.to(device).eval()
-    options = dict(settings.get("options") or {})
     dataset = DATASET_NAMES.get(dataset_format, dataset_format)
     producer = _BUILDERS[family].wrap(network, family, dataset, options)
     return _with_precision(producer, str(settings.get("precision") or "fp32"), device)

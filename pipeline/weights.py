@@ -4,7 +4,8 @@ the file's metadata, the model family and the typed config that rebuilds the net
 Metadata keys: ``lsvos.family`` (``sgmg``, ``referformer``, ``mutr``, ``soc``, ``uninext``,
 ``aot``, ``deaot``) and ``lsvos.config`` (the JSON of the family's config dataclass). Optional:
 ``lsvos.trained_with`` (the command), ``lsvos.score`` (what it reached), ``lsvos.inference``
-(JSON test-time settings a propagation engine was trained for, e.g. ``{"scales": [2.0]}``).
+(JSON test-time settings the weights were trained and scored with: a propagation engine's
+``{"scales": [2.0]}``, an RVOS model's ``{"short_side": 160}``).
 """
 
 from __future__ import annotations
@@ -79,13 +80,34 @@ def load_project_weights(path: str | Path) -> ProjectWeights:
     return ProjectWeights(metadata[FAMILY_KEY], config, state, metadata)
 
 
+def inference_settings(metadata: Mapping[str, str]) -> dict[str, Any]:
+    """The ``lsvos.inference`` JSON object of a weights file's metadata (``{}`` when absent)."""
+    try:
+        settings = json.loads(metadata.get(INFERENCE_KEY, "{}"))
+    except json.JSONDecodeError as err:
+        raise InputFileError(f"bad {INFERENCE_KEY!r} metadata: {err}") from err
+    if not isinstance(settings, dict):
+        raise InputFileError(f"bad {INFERENCE_KEY!r} metadata: not a JSON object: {settings!r}")
+    return settings
+
+
 def inference_scales(weights: ProjectWeights) -> tuple[float, ...]:
     """The test-time scales recorded in ``weights`` (``(1.0,)`` when none are)."""
     try:
-        recorded = json.loads(weights.metadata.get(INFERENCE_KEY, "{}")).get("scales")
+        recorded = inference_settings(weights.metadata).get("scales")
         return tuple(float(s) for s in recorded) if recorded else (1.0,)
-    except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as err:
+    except (TypeError, ValueError) as err:
         raise InputFileError(f"bad {INFERENCE_KEY!r} metadata: {err}") from err
+
+
+def inference_short_side(metadata: Mapping[str, str]) -> int | None:
+    """The test-time short side an RVOS model's weights were scored at (None: not recorded)."""
+    recorded = inference_settings(metadata).get("short_side")
+    if recorded is None:
+        return None
+    if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded <= 0:
+        raise InputFileError(f"bad {INFERENCE_KEY!r} metadata: short_side {recorded!r}")
+    return recorded
 
 
 def _metadata(path: Path) -> dict[str, str]:

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         load_state_strict(network, init_state, what=str(args.init), allow_missing=_BN_COUNTERS)
         print(f"initialised from {args.init}", flush=True)
     dataset = VOSClipDataset(args.data, args.split, clip_config, seed=args.seed)
-    command = command_line()
+    command = command_line(args)
     append_log(work, {"command": command, "from_step": trainer.step_index})
     print(
         f"training {spec.name} on {len(dataset)} videos of {args.data}/{args.split}: "

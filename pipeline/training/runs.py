@@ -55,6 +55,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def command_line() -> str:
-    """The ``lsvos ...`` command this process runs (recorded with the weights)."""
-    return "lsvos " + shlex.join(sys.argv[1:])
+def command_line(args: argparse.Namespace) -> str:
+    """The ``lsvos ...`` command of ``args`` (recorded with the weights): the arguments
+    :func:`pipeline.cli.main` parsed, else this process's."""
+    return "lsvos " + shlex.join(getattr(args, "_argv", sys.argv[1:]))

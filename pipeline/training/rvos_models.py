@@ -29,7 +29,12 @@ from models.train.loop import OptimConfig
 from pipeline.errors import InputFileError, UserError
 from pipeline.tokenize import WordTokenizer, load_word_tokenizer
 from pipeline.training.rvos_clips import ClipConfig
-from pipeline.weights import load_project_weights, save_project_weights
+from pipeline.weights import (
+    INFERENCE_KEY,
+    inference_short_side,
+    load_project_weights,
+    save_project_weights,
+)
 
 MODEL_KEY = "lsvos.model"  # the registry name, beside pipeline.weights' family and config
 
@@ -44,7 +49,8 @@ class RVOSModelSpec:
     default_config: Callable[[int], dict[str, Any]]  # vocabulary size -> config dict
     build: Callable[[Mapping[str, Any]], nn.Module]
     loss: Callable[[nn.Module, ClipBatch], Mapping[str, torch.Tensor]]
-    producer: Callable[[nn.Module], Producer]  # the model's own protocol for tiny inputs
+    producer: Callable[[nn.Module, int], Producer]  # the model's protocol at a short side
+    test_short_side: int  # the default test-time short side (a weights file records its own)
     clips: ClipConfig = field(default_factory=ClipConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(steps=3000))
     batch_size: int = 2
@@ -58,8 +64,8 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
     def build(config: Mapping[str, Any]) -> nn.Module:
         return build_sgmg(SgMgConfig.from_dict(config))
 
-    def producer(model: nn.Module) -> Producer:
-        return SgMgProducer(model, SgMgProtocol(short_side=160))  # type: ignore[arg-type]
+    def producer(model: nn.Module, short_side: int) -> Producer:
+        return SgMgProducer(model, SgMgProtocol(short_side=short_side))  # type: ignore[arg-type]
 
     # from scratch on CPU: one rate for all parts, a short warm-up, looser clipping than the
     # released fine-tuning recipe (lr 1e-4, backbone 5e-5, text 1e-5, clip 0.1)
@@ -108,6 +114,7 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
             build=build,
             loss=sgmg_loss,  # type: ignore[arg-type]
             producer=producer,
+            test_short_side=160,
             clips=clips,
             optim=optim,
             batch_size=1,
@@ -117,18 +124,19 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
 
 
 def _uninext_specs() -> dict[str, RVOSModelSpec]:
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from models.uninext.model import build_uninext
     from models.uninext.producer import UninextProducer
-    from models.uninext.spec import UninextSpec, tiny_spec
+    from models.uninext.spec import UNINEXT_TINY, UninextSpec, tiny_spec
     from models.uninext.train import uninext_clip_loss
     from pipeline.producers import dataclass_from_dict
 
     def build(config: Mapping[str, Any]) -> nn.Module:
         return build_uninext(dataclass_from_dict(UninextSpec, config))
 
-    def producer(model: nn.Module) -> Producer:
+    def producer(model: nn.Module, short_side: int) -> Producer:
+        model.spec = replace(model.spec, min_size=short_side)  # type: ignore[assignment]
         return UninextProducer(model)  # type: ignore[arg-type]
 
     return {
@@ -140,6 +148,7 @@ def _uninext_specs() -> dict[str, RVOSModelSpec]:
             build=build,
             loss=uninext_clip_loss,  # type: ignore[arg-type]
             producer=producer,
+            test_short_side=UNINEXT_TINY.min_size,
             # UNINEXT trains frame by frame: a clip's 2 frames are 2 samples
             clips=ClipConfig(num_frames=2, short_sides=(128, 144, 160), max_size=256, min_size=128),
             optim=OptimConfig(
@@ -164,8 +173,8 @@ def _family_specs() -> dict[str, RVOSModelSpec]:
     def build(config: Mapping[str, Any]) -> nn.Module:
         return build_model(FamilyConfig.from_dict(config))
 
-    def producer(model: nn.Module) -> Producer:
-        return FamilyProducer(model, Protocol(short_side=128))  # type: ignore[arg-type]
+    def producer(model: nn.Module, short_side: int) -> Producer:
+        return FamilyProducer(model, Protocol(short_side=short_side))  # type: ignore[arg-type]
 
     descriptions = {
         "referformer": "ReferFormer, tiny Video Swin + 2-layer word-level RoBERTa, cross-modal FPN",
@@ -193,6 +202,7 @@ def _family_specs() -> dict[str, RVOSModelSpec]:
             build=build,
             loss=make_step(loss_weights_for(family)),  # type: ignore[arg-type]
             producer=producer,
+            test_short_side=128,
             clips=clips,
             optim=optim,
             batch_size=2,
@@ -231,15 +241,18 @@ def save_trained(
     config: Mapping[str, Any],
     tokenizer: WordTokenizer,
     facts: Mapping[str, Any],
+    short_side: int,
 ) -> None:
     """Write the weights as a project weights file (:mod:`pipeline.weights`: family and config
-    in the metadata, atomically) and the tokenizer beside them."""
+    in the metadata, atomically) and the tokenizer beside them. ``short_side`` is the test-time
+    short side the weights are scored and run at (``lsvos.inference``)."""
     from pipeline.tokenize import save_word_tokenizer
 
     extra = {
         MODEL_KEY: spec.name,
         "lsvos.trained_with": str(facts.get("command", "")),
         "lsvos.score": json.dumps(dict(facts), sort_keys=True),
+        INFERENCE_KEY: json.dumps({"short_side": int(short_side)}),
     }
     save_project_weights(path, spec.family, config, model.state_dict(), extra)
     save_word_tokenizer(tokenizer, tokenizer_path(path))
@@ -254,9 +267,12 @@ class TrainedRVOS:
     spec: RVOSModelSpec
     config: dict[str, Any]
     facts: dict[str, Any]
+    short_side: int  # the test-time short side the file records (else the model's default)
+    trained_with: str  # the commands that trained it, `` && ``-joined
 
-    def producer(self) -> Producer:
-        return self.spec.producer(self.model)
+    def producer(self, short_side: int | None = None) -> Producer:
+        """The model's protocol at ``short_side`` (default: the recorded one)."""
+        return self.spec.producer(self.model, short_side or self.short_side)
 
 
 def load_trained(path: str | Path) -> TrainedRVOS:
@@ -272,7 +288,9 @@ def load_trained(path: str | Path) -> TrainedRVOS:
     load_state_strict(model, weights.state, what=str(path))
     tokenizer = load_word_tokenizer(tokenizer_path(path))
     facts = json.loads(weights.metadata.get("lsvos.score", "{}"))
-    return TrainedRVOS(model.eval(), tokenizer, spec, weights.config, facts)
+    short_side = inference_short_side(weights.metadata) or spec.test_short_side
+    history = weights.metadata.get("lsvos.trained_with", "")
+    return TrainedRVOS(model.eval(), tokenizer, spec, weights.config, facts, short_side, history)
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,22 @@ def test_shipped_weights_load_through_the_producer_plugin(tmp_path: Path) -> Non
     torch.manual_seed(0)
     model = spec.build(config)
     out = tmp_path / "uninext_tiny.safetensors"
-    save_trained(out, model, spec=spec, config=config, tokenizer=tokenizer, facts={"steps": 0})
+    short_side = spec.test_short_side
+    facts = {"steps": 0}
+    save_trained(
+        out,
+        model,
+        spec=spec,
+        config=config,
+        tokenizer=tokenizer,
+        facts=facts,
+        short_side=short_side,
+    )
     producer = build_producer({"family": "uninext", "checkpoint": str(out)}, "ytvos")
     frames = torch.randint(0, 256, (2, 3, 48, 64), dtype=torch.uint8)
     tokens = tokenizer(["the red circle", "a small blue square on the left"])
     ours = list(producer.segment_video(frames, tokens))
-    theirs = list(spec.producer(model.eval()).segment_video(frames, tokens))
+    theirs = list(spec.producer(model.eval(), short_side).segment_video(frames, tokens))
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a.probs, b.probs)
 

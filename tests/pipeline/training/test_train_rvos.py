@@ -54,3 +54,46 @@ def test_train_resume_ship_and_score(synth: Path, tmp_path: Path, name: str) -> 
     result = evaluate(trained.producer(), trained.tokenizer, synth, "valid")
     assert 0.0 <= result.JF <= 1.0 and result.expressions >= 1
     assert pytest.approx(trained.facts["valid_JF"], abs=1e-4) == result.JF
+
+
+def test_init_fine_tunes_a_file_with_other_clips_and_records_its_short_side(
+    synth: Path, tmp_path: Path
+) -> None:
+    from pipeline.producers import build_producer
+    from pipeline.weights import load_project_weights
+
+    torch.set_num_threads(2)
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    base = ["train-rvos", "--data", str(synth), "--no-eval", "--steps", "1"]
+    assert main([*base, "--model", "sgmg-tiny", "--out", str(first)]) == 0
+    assert load_trained(first).short_side == 160  # the model's default, recorded
+    # a zero learning rate keeps the initial weights: the new file starts from the first one
+    tune = [*base, "--init", str(first), "--out", str(second), "--lr", "0", "--frames", "2"]
+    assert main([*tune, "--short-sides", "144,176", "--test-short-side", "176"]) == 0
+    a, b = load_trained(first), load_trained(second)
+    for key, value in a.model.state_dict().items():
+        torch.testing.assert_close(b.model.state_dict()[key], value, rtol=0, atol=0)
+    assert b.spec.name == "sgmg-tiny" and b.short_side == 176
+    assert b.facts["frames"] == 2 and b.facts["short_sides"] == [144, 176]
+    commands = b.trained_with.split(" && ")
+    assert len(commands) == 2 and "--init" in commands[1] and "--init" not in commands[0]
+    assert b.tokenizer.vocab_size == a.tokenizer.vocab_size
+    # the pipeline's producer runs at the recorded short side unless its options say otherwise
+    settings = {"family": "sgmg", "checkpoint": str(second)}
+    assert build_producer(settings, "ytvos").protocol.short_side == 176
+    options = {**settings, "options": {"short_side": 128}}
+    assert build_producer(options, "ytvos").protocol.short_side == 128
+    assert '"short_side": 176' in load_project_weights(second).metadata["lsvos.inference"]
+
+
+def test_init_and_clip_options_are_checked(synth: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.safetensors"
+    base = ["train-rvos", "--data", str(synth), "--out", str(out), "--steps", "1"]
+    with pytest.raises(SystemExit):  # argparse: not sizes
+        main([*base, "--model", "sgmg-tiny", "--short-sides", "144,big"])
+    assert main([*base]) == 2  # neither --model nor --init
+    assert main([*base, "--init", str(tmp_path / "missing.safetensors")]) == 2
+    assert main([*base, "--model", "sgmg-tiny", "--no-eval"]) == 0
+    tuned = tmp_path / "y.safetensors"
+    wrong = ["train-rvos", "--data", str(synth), "--out", str(tuned), "--init", str(out)]
+    assert main([*wrong, "--model", "sgmg-multi-tiny"]) == 2  # the file holds sgmg-tiny
