@@ -9,7 +9,8 @@ On the synthetic benchmark's valid split (``lsvos data synth``), for every video
 
 Prints wall seconds per video (all its expressions), the ratios to ``official`` -- over all
 videos and over videos with at least ``--min-expressions`` expressions -- and each model's J&F
-(``official`` and ``sgmg`` give the same masks).
+(``official`` and ``sgmg`` give the same masks). All three run at one short side
+(``--short-side``; default: the one ``--sgmg``'s file records), so the times compare.
 
     python bench/sgmg_multi.py --data data/synth --threads 1
 """
@@ -37,9 +38,11 @@ def main() -> None:
     parser.add_argument("--min-expressions", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--videos", type=int, help="first N videos only")
+    parser.add_argument("--short-side", type=int, help="test short side (default: --sgmg's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sgmg, multi = load_trained(args.sgmg), load_trained(args.multi)
+    short_side = args.short_side or sgmg.short_side
     runs = {"official": sgmg, "sgmg": sgmg, "multi": multi}
     dataset = open_dataset("ytvos", args.data, args.split)
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -53,7 +56,7 @@ def main() -> None:
         gts = [dataset.ground_truth(vid, e.id) for e in exps]
         counts.append(len(exps))
         for name, trained in runs.items():
-            producer = trained.producer()
+            producer = trained.producer(short_side)
             tokens = trained.tokenizer([e.text for e in exps])
             start = time.perf_counter()
             if name == "official":
@@ -70,7 +73,7 @@ def main() -> None:
     many = np.asarray(counts) >= args.min_expressions
     print(
         f"{len(counts)} videos, {sum(counts)} expressions ({int(many.sum())} videos with >= "
-        f"{args.min_expressions}), {args.threads} threads"
+        f"{args.min_expressions}), {args.threads} threads, short side {short_side}"
     )
     base = np.asarray(times["official"])
     for name in runs:

@@ -105,3 +105,17 @@ def test_demo_engine_runs_at_the_scale_its_weights_record(name: str) -> None:
     recorded = inference_scales(load_project_weights(settings["checkpoint"]))
     assert build_propagator(settings).tta.scales == recorded
     assert build_propagator({**settings, "scales": [1.25]}).tta.scales == (1.25,)
+
+
+def test_demo_sgmg_runs_at_the_short_side_its_weights_record() -> None:
+    """The tiny SgMg is scale-sensitive (valid J&F 0.58 at 160, 0.34 at the released 360): the
+    demo must run it at the size its score was measured at, which the file records."""
+    from pipeline.producers import build_producer
+    from pipeline.weights import inference_short_side
+
+    settings = DEMO["producers"]["sgmg"]
+    _shipped(settings["checkpoint"])
+    assert "short_side" not in (settings.get("options") or {})  # the demo defers to the file
+    recorded = inference_short_side(load_project_weights(settings["checkpoint"]).metadata)
+    assert recorded is not None, "sgmg_tiny records no test-time short side"
+    assert build_producer(settings, "ytvos").protocol.short_side == recorded
