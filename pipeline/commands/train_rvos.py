@@ -30,7 +30,9 @@ from pipeline.training.runs import (
     add_run_arguments,
     append_log,
     command_line,
+    join_history,
     save_checkpoint,
+    split_history,
     work_folder,
 )
 
@@ -136,7 +138,7 @@ def _starting_point(args: argparse.Namespace) -> dict[str, Any]:
             "tokenizer": initial.tokenizer,
             "state": initial.model.state_dict(),
             "short_side": initial.short_side,
-            "history": [c for c in initial.trained_with.split(" && ") if c],
+            "history": split_history(initial.trained_with),
         }
     spec = model_spec(args.model)
     vocab_file = args.data / "vocabulary.txt"
@@ -209,7 +211,7 @@ def train(args: argparse.Namespace) -> None:
     elif start["state"] is not None:
         load_state_strict(model, start["state"], what=str(args.init))
         print(f"initialised from {args.init}")
-    command = " && ".join([*start["history"], command_line(args)])
+    command = join_history([*start["history"], command_line(args)])
 
     def on_log(step: int, mean: dict[str, float]) -> None:
         main_terms = {k: float(f"{v:.4g}") for k, v in mean.items() if not k[-1].isdigit()}

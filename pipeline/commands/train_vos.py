@@ -28,7 +28,9 @@ from pipeline.training.runs import (
     add_run_arguments,
     append_log,
     command_line,
+    join_history,
     save_checkpoint,
+    split_history,
     work_folder,
 )
 
@@ -108,7 +110,7 @@ def _initial_engine(path: Path):
     weights = _engine_weights(path)
     spec = replace(spec_from_dict(weights.config), notes="")
     history = weights.metadata.get("lsvos.trained_with", "")
-    return spec, weights.state, [c for c in history.split(" && ") if c]
+    return spec, weights.state, split_history(history)
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -207,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         if step % args.checkpoint_every == 0 or step == config.steps:
             save_checkpoint(checkpoint, trainer.state_dict())
 
-    history = " && ".join([*init_history, *_commands(work)])  # --init: its file's history first
+    history = join_history([*init_history, *_commands(work)])  # --init: its file's history first
     trained_spec = replace(spec, notes=f"trained with: {history}")
     meta = {"lsvos.trained_with": history, "lsvos.train_seconds": str(round(time.time() - started))}
     meta[INFERENCE_KEY] = json.dumps({"scales": [args.scale]})

@@ -13,6 +13,7 @@ import io
 import json
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,13 @@ def command_line(args: argparse.Namespace) -> str:
     """The ``lsvos ...`` command of ``args`` (recorded with the weights): the arguments
     :func:`pipeline.cli.main` parsed, else this process's."""
     return "lsvos " + shlex.join(getattr(args, "_argv", sys.argv[1:]))
+
+
+def join_history(commands: Iterable[str]) -> str:
+    """The commands that trained a weights file, in order, as its ``lsvos.trained_with``."""
+    return " && ".join(commands)
+
+
+def split_history(trained_with: str) -> list[str]:
+    """The commands of a ``lsvos.trained_with`` value (:func:`join_history`'s inverse)."""
+    return [c for c in trained_with.split(" && ") if c]

@@ -268,7 +268,7 @@ class TrainedRVOS:
     config: dict[str, Any]
     facts: dict[str, Any]
     short_side: int  # the test-time short side the file records (else the model's default)
-    trained_with: str  # the commands that trained it, `` && ``-joined
+    trained_with: str  # the commands that trained it (pipeline.training.runs.join_history)
 
     def producer(self, short_side: int | None = None) -> Producer:
         """The model's protocol at ``short_side`` (default: the recorded one)."""
