@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from pipeline.checkpoints import read_checkpoint
+from models.shared.checkpoint import read_checkpoint
+from models.shared.typed import from_dict
 from pipeline.errors import UserError
-from pipeline.producers import dataclass_from_dict
 from pipeline.weights import inference_scales, is_project_weights, load_project_weights
 
 ENGINE_FAMILIES = ("aot", "deaot")
@@ -81,9 +81,9 @@ def build_propagator(settings: Mapping[str, Any]) -> Any:
             scales = inference_scales(weights)
         if weights.family != family:
             raise UserError(f"{path} holds {weights.family} weights, not {family}")
-        spec = dataclass_from_dict(EngineSpec, weights.config)
+        spec = from_dict(EngineSpec, weights.config, where=str(path))
         network = build_network(spec)
-        from models.common.checkpoint import load_state_strict
+        from models.shared.checkpoint import load_state_strict
 
         load_state_strict(network, weights.state, what=str(path))
     else:

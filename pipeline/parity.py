@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from models.common.parity_case import ParityCase
+from models.shared.parity_case import ParityCase
 from pipeline.errors import UserError
 
-# The module that ports each family (see models/common/parity_case.py for its two functions).
+# The module that ports each family (see models/shared/parity_case.py for its two functions).
 FAMILY_MODULES: dict[str, str] = {
     "aot": "vos.parity",
     "deaot": "vos.parity",

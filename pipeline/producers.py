@@ -18,14 +18,14 @@ import importlib.util
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import torch
 
 from models.common.producer import Producer
-from pipeline.checkpoints import read_checkpoint
+from models.shared.checkpoint import read_checkpoint
+from models.shared.typed import from_dict, replace_fields
 from pipeline.errors import UserError
 from pipeline.weights import inference_short_side, is_project_weights, load_project_weights
 
@@ -150,21 +150,20 @@ def _sgmg_official(checkpoint: Mapping[str, object], variant: str, where: str) -
 
 
 def _sgmg_project(config: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str) -> Any:
-    from models.common.checkpoint import load_state_strict
     from models.sgmg.build import SgMgConfig, build_sgmg
+    from models.shared.checkpoint import load_state_strict
 
-    model = build_sgmg(SgMgConfig.from_dict(config))
+    model = build_sgmg(from_dict(SgMgConfig, config, where=where))
     load_state_strict(model, state, what=where)
     return model
 
 
 def _sgmg_wrap(model: Any, family: str, dataset: str, options: Mapping[str, Any]) -> Producer:
-    from dataclasses import replace
 
     from models.sgmg.producer import PROTOCOLS, SgMgProducer
 
     short = {"ref-youtube-vos": "ytvos", "ref-davis17": "davis", "mevis": "mevis"}[dataset]
-    protocol = replace(PROTOCOLS[short], **_protocol_options(options, PROTOCOLS[short]))
+    protocol = replace_fields(PROTOCOLS[short], options, where="SgMg protocol options")
     return SgMgProducer(model, protocol)
 
 
@@ -197,10 +196,10 @@ def _load_family_official(family: str, model: Any, checkpoint: Mapping[str, obje
 
 
 def _family_project(config: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str):
-    from models.common.checkpoint import load_state_strict
     from models.referformer.build import FamilyConfig, build_model
+    from models.shared.checkpoint import load_state_strict
 
-    model = build_model(FamilyConfig.from_dict(config))
+    model = build_model(from_dict(FamilyConfig, config, where=where))
     load_state_strict(model, state, what=where)
     return model
 
@@ -216,7 +215,7 @@ def _family_wrap(model: Any, family: str, dataset: str, options: Mapping[str, An
 
 
 def _uninext_official(checkpoint: Mapping[str, object], variant: str, where: str) -> Any:
-    from models.common.checkpoint import extract_state_dict
+    from models.shared.checkpoint import extract_state_dict
     from models.uninext.convert import load_official_weights
     from models.uninext.model import build_uninext
     from models.uninext.spec import variant_spec
@@ -235,7 +234,7 @@ def _uninext_project(config: Mapping[str, Any], state: Mapping[str, torch.Tensor
     from models.uninext.model import build_uninext
     from models.uninext.spec import UninextSpec
 
-    model = build_uninext(dataclass_from_dict(UninextSpec, config))
+    model = build_uninext(from_dict(UninextSpec, config, where=where))
     load_port_weights(model, state, what=where)
     return model
 
@@ -271,34 +270,6 @@ _BUILDERS: dict[str, _FamilyBuilder] = {
 
 # ------------------------------------------------------------------------------------------
 # helpers
-
-
-def _protocol_options(options: Mapping[str, Any], protocol: Any) -> dict[str, Any]:
-    known = {f.name for f in fields(protocol)}
-    unknown = set(options) - known
-    if unknown:
-        raise UserError(f"unknown producer options {sorted(unknown)}; known: {sorted(known)}")
-    return dict(options)
-
-
-def dataclass_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
-    """Rebuild a (nested, frozen) dataclass from its ``asdict`` form; lists become tuples."""
-    hints = get_type_hints(cls)
-    values = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        hint = hints[f.name]
-        if is_dataclass(hint) and isinstance(value, Mapping):
-            value = dataclass_from_dict(hint, value)  # type: ignore[arg-type]
-        elif isinstance(value, list):
-            value = tuple(value)
-        values[f.name] = value
-    unknown = set(data) - {f.name for f in fields(cls)}
-    if unknown:
-        raise UserError(f"unknown {cls.__name__} fields {sorted(unknown)}")
-    return cls(**values)
 
 
 class _AutocastProducer:

@@ -1,6 +1,6 @@
 """Build a ready-to-run propagator from a variant name (or spec) and a state dict.
 
-Files are the pipeline's business: it reads a checkpoint (``pipeline.checkpoints``) or a
+Files are the pipeline's business: it reads a checkpoint (``models.shared.checkpoint``) or a
 project weights file (``pipeline.weights``) and hands the tensors here.
 
     propagator = build_propagator("r50_deaotl", official_state, device="cuda", autocast=True)
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from models.common.checkpoint import KeyReport, load_state_strict
+from models.shared.checkpoint import KeyReport, load_state_strict
 from vos.convert import check_spec_matches, complete_encoder_spec, load_official
 from vos.deaot import build_network
 from vos.session import Propagator

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import torch
 
-from models.common.checkpoint import (
+from models.shared.checkpoint import (
     CheckpointError,
     KeyReport,
     RenameRule,
@@ -30,7 +30,7 @@ from models.common.checkpoint import (
     extract_state_dict,
     load_state_strict,
 )
-from models.common.video_swin import check_relative_position_index
+from models.shared.video_swin import check_relative_position_index
 from vos.aot import AOT
 from vos.encoders.mobilenetv2 import make_divisible
 from vos.encoders.swin import SwinEncoder
@@ -58,7 +58,7 @@ def to_project_keys(
 
 def load_official(network: AOT, official: Mapping[str, torch.Tensor], what: str) -> KeyReport:
     """Copy an official state dict into ``network``; any key mismatch raises
-    :class:`~models.common.checkpoint.KeyMismatchError` listing every offending key."""
+    :class:`~models.shared.checkpoint.KeyMismatchError` listing every offending key."""
     state, skipped = to_project_keys(official)
     encoder = getattr(network, "encoder", None)
     if isinstance(encoder, SwinEncoder):

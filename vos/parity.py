@@ -1,4 +1,4 @@
-"""Parity runner for the ``aot`` and ``deaot`` families (see ``models/common/parity_case.py``).
+"""Parity runner for the ``aot`` and ``deaot`` families (see ``models/shared/parity_case.py``).
 
 The model is built from the case's ``config.json`` hyper-parameters (the encoder size completed
 from the state dict), loaded through the project's converter (strict), and run through the
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.common.checkpoint import KeyReport
-from models.common.parity_case import ParityCase
+from models.shared.checkpoint import KeyReport
+from models.shared.parity_case import ParityCase
 from vos.aot import AOT
 from vos.convert import check_spec_matches, complete_encoder_spec, load_official
 from vos.deaot import build_network

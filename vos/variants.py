@@ -10,8 +10,11 @@ the synthetic benchmark (weights/README.md).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Literal
+
+from models.shared.typed import from_dict
 
 EncoderKind = Literal["mobilenetv2", "resnet", "swin"]
 Family = Literal["aot", "deaot"]
@@ -242,19 +245,11 @@ def spec_from_official_config(hp: dict[str, object], name: str = "custom") -> En
     )
 
 
-def with_encoder(spec: EngineSpec, encoder: EncoderSpec) -> EngineSpec:
-    return replace(spec, encoder=encoder)
-
-
 def spec_to_dict(spec: EngineSpec) -> dict[str, object]:
     """A JSON-able form of ``spec`` (stored in the project's weights files)."""
     return asdict(spec)
 
 
-def spec_from_dict(data: dict[str, object]) -> EngineSpec:
-    """Inverse of :func:`spec_to_dict`."""
-    fields = dict(data)
-    enc = dict(fields.pop("encoder"))  # type: ignore[call-overload]
-    for key in ("swin_depths", "swin_heads", "resnet_layers"):
-        enc[key] = tuple(enc[key])
-    return EngineSpec(encoder=EncoderSpec(**enc), **fields)  # type: ignore[arg-type]
+def spec_from_dict(data: Mapping[str, object]) -> EngineSpec:
+    """Inverse of :func:`spec_to_dict` (strict: an unknown field is an error naming it)."""
+    return from_dict(EngineSpec, data, where="engine spec")

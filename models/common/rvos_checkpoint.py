@@ -2,7 +2,7 @@
 
 Their state dicts carry keys the ports derive or ignore: RoBERTa's ``embeddings.position_ids``
 (transformers < 4.31), every Video-Swin ``relative_position_index`` (checked against the port's
-with :func:`models.common.video_swin.check_relative_position_index` before being dropped) and
+with :func:`models.shared.video_swin.check_relative_position_index` before being dropped) and
 thop's profiling counters; and they rename by prefix (``backbone.0.body.`` -> ``backbone.``, ...).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from models.common.checkpoint import SkipRule
 from models.common.text_encoder import POSITION_IDS_SKIP
+from models.shared.checkpoint import SkipRule
 
 RELATIVE_POSITION_INDEX_SKIP = SkipRule(
     r".*relative_position_index", "Video-Swin index buffer: derived from the window"

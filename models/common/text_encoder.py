@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers import RobertaConfig, RobertaModel
 
-from models.common.checkpoint import SkipRule
+from models.shared.checkpoint import SkipRule
 
 POSITION_IDS_SKIP = SkipRule(
     r".*embeddings\.position_ids",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.common.checkpoint import KeyReport
-from models.common.parity_case import ParityCase
 from models.mutr.convert import MUTR_LAYOUT
 from models.referformer.parity import build_for_case, family_outputs, referformer_style_arrays
+from models.shared.checkpoint import KeyReport
+from models.shared.parity_case import ParityCase
 
 
 def convert_parity(case: ParityCase) -> KeyReport:

@@ -6,18 +6,17 @@ from the shared modules. :func:`released_config` gives the official Video-Swin-T
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from torch import nn
 
 from models.common.cross_modal_fpn import CrossModalFPNDecoder
 from models.common.deformable_transformer import DeformableTransformer
-from models.common.swin import SWIN_SPECS, SwinBackbone
 from models.common.text_encoder import RobertaTextEncoder
-from models.common.video_swin import VIDEO_SWIN_SPECS, VideoSwinBackbone
 from models.common.vita import VideoQueryDecoder
+from models.shared.swin import SWIN_SPECS, SwinBackbone
+from models.shared.video_swin import VIDEO_SWIN_SPECS, VideoSwinBackbone
 
 ModelName = Literal["referformer", "mutr", "soc"]
 MODEL_NAMES: tuple[str, ...] = ("referformer", "mutr", "soc")
@@ -82,21 +81,6 @@ class FamilyConfig:
             raise ValueError(f"unknown model {self.model!r}; known: {MODEL_NAMES}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; known: {BACKBONES}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FamilyConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown family config fields {sorted(unknown)}")
-        values = dict(data)
-        for key in ("depths", "num_heads", "window_size"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 def released_config(model: str, backbone: str = "base", kind: str = "video_swin") -> FamilyConfig:

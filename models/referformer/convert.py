@@ -3,7 +3,7 @@
 Containers: ReferFormer and MUTR save ``{'model': state_dict, 'optimizer', 'lr_scheduler',
 'epoch', 'args': argparse.Namespace}`` (``main.py``); SOC saves ``{'model_state_dict': ...,
 'optimizer_state_dict', ...}`` (``trainer.py``). Files are read by
-:func:`pipeline.checkpoints.read_checkpoint` (``weights_only=True`` with an allow-list).
+:func:`models.shared.checkpoint.read_checkpoint` (``weights_only=True`` with an allow-list).
 
 Key map (official -> port), prefixes:
 
@@ -39,15 +39,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.common.checkpoint import (
+from models.common.rvos_checkpoint import RVOS_SKIPS, prefix_renamer
+from models.shared.checkpoint import (
     CheckpointError,
     KeyReport,
     convert_state_dict,
     extract_state_dict,
     load_state_strict,
 )
-from models.common.rvos_checkpoint import RVOS_SKIPS, prefix_renamer
-from models.common.video_swin import check_relative_position_index
+from models.shared.video_swin import check_relative_position_index
 
 _COMMON_PREFIXES = (
     ("backbone.0.body.", "backbone."),

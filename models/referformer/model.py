@@ -46,9 +46,9 @@ from models.common.layers import (
     resize_mask,
 )
 from models.common.position_encoding import sine_position_1d, sine_position_2d
-from models.common.swin import SwinBackbone
 from models.common.text_encoder import FeatureResizer, RobertaTextEncoder
-from models.common.video_swin import VideoSwinBackbone
+from models.shared.swin import SwinBackbone
+from models.shared.video_swin import VideoSwinBackbone
 
 
 @dataclass(frozen=True)

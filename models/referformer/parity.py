@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.common.checkpoint import KeyReport
-from models.common.parity_case import ParityCase
 from models.common.rvos_inference import logits_to_size, select_query
 from models.referformer.build import FamilyConfig, build_model
 from models.referformer.convert import REFERFORMER_LAYOUT, CheckpointLayout, load_official
 from models.referformer.model import ReferFormer
+from models.shared.checkpoint import KeyReport
+from models.shared.parity_case import ParityCase
 
 
 def _text_config(block: dict[str, Any]) -> dict[str, Any]:

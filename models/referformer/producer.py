@@ -39,6 +39,7 @@ from models.common.rvos_inference import (
     select_query,
 )
 from models.referformer.model import ReferFormer
+from models.shared.typed import replace_fields
 
 DATASETS = ("ref-youtube-vos", "ref-davis17", "mevis")
 
@@ -83,10 +84,7 @@ def protocol_for(model: str, dataset: str = "ref-youtube-vos", **overrides: obje
     protocol = _YTVOS[model]
     if dataset == "ref-davis17":
         protocol = replace(protocol, clip_length=_DAVIS_CLIPS[model])
-    unknown = set(overrides) - set(Protocol.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"unknown protocol options {sorted(unknown)}")
-    return replace(protocol, **overrides)  # type: ignore[arg-type]
+    return replace_fields(protocol, overrides, where=f"{model} protocol options")
 
 
 class FamilyProducer:

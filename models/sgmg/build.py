@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field
 
 from models.common.text_encoder import RobertaTextEncoder
-from models.common.video_swin import VIDEO_SWIN_SPECS, VideoSwinBackbone
+from models.shared.video_swin import VIDEO_SWIN_SPECS, VideoSwinBackbone
 
 
 @dataclass(frozen=True)
@@ -57,23 +55,6 @@ class SgMgConfig:
     scf_sigma: float = 7.0
     norm_groups: int = 32
     multi_object: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SgMgConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown SgMg config fields {sorted(unknown)}")
-        values = dict(data)
-        if isinstance(values.get("text"), Mapping):
-            values["text"] = TextConfig(**values["text"])
-        for key in ("depths", "num_heads", "window_size"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 def _released(size: str) -> SgMgConfig:

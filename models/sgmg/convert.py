@@ -1,7 +1,7 @@
 """Official SgMg checkpoints -> :class:`models.sgmg.model.SgMg` weights, with strict accounting.
 
 The official file is ``{'model': state_dict, ...}`` (plus optimizer, epoch and a pickled
-``argparse.Namespace`` under ``'args'``; :func:`pipeline.checkpoints.read_checkpoint` reads it
+``argparse.Namespace`` under ``'args'``; :func:`models.shared.checkpoint.read_checkpoint` reads it
 without running any other pickle). Key map (``bo-miao/SgMg`` ``models/sgmg.py``):
 
 ===========================================  ===============================================
@@ -27,14 +27,14 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from models.common.checkpoint import (
+from models.common.rvos_checkpoint import RVOS_SKIPS, prefix_renamer
+from models.shared.checkpoint import (
     KeyReport,
     convert_state_dict,
     extract_state_dict,
     load_state_strict,
 )
-from models.common.rvos_checkpoint import RVOS_SKIPS, prefix_renamer
-from models.common.video_swin import check_relative_position_index
+from models.shared.video_swin import check_relative_position_index
 
 # Official SgMg key -> port key.
 rename = prefix_renamer(

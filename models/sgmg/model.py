@@ -40,9 +40,9 @@ from models.common.fusion import VisionLanguageFusion
 from models.common.layers import MLP, build_input_projections, inverse_sigmoid, resize_mask
 from models.common.position_encoding import sine_position_1d, sine_position_2d
 from models.common.text_encoder import FeatureResizer, RobertaTextEncoder
-from models.common.video_swin import VideoSwinBackbone
 from models.sgmg.refiner import MultiGranularityRefiner
 from models.sgmg.spectrum import SpectrumModulator, gaussian_chain
+from models.shared.video_swin import VideoSwinBackbone
 
 PATCH = 4  # CPK: 16 channels = a 4 x 4 patch per 1/8 cell (hard-coded in the official code)
 MASK_STRIDE = 8

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.common.checkpoint import KeyReport
-from models.common.parity_case import ParityCase
 from models.common.rvos_inference import logits_to_size, select_query
 from models.sgmg.build import SgMgConfig, TextConfig, build_sgmg
 from models.sgmg.convert import load_official
 from models.sgmg.model import SgMg, pad_video
+from models.shared.checkpoint import KeyReport
+from models.shared.parity_case import ParityCase
 
 
 def config_from_case(config: dict[str, Any]) -> SgMgConfig:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.common.checkpoint import KeyReport
-from models.common.parity_case import ParityCase
 from models.referformer.parity import build_for_case, family_outputs
+from models.shared.checkpoint import KeyReport
+from models.shared.parity_case import ParityCase
 from models.soc.convert import SOC_LAYOUT
 
 

@@ -1,9 +1,9 @@
 """Official UNINEXT checkpoints (detectron2 ``model_final.pth`` ``['model']``) -> the port.
 
 Every official key is either mapped to exactly one port key or skipped by name with a reason;
-the result then goes through :func:`models.common.checkpoint.load_state_strict`, so a missing,
+the result then goes through :func:`models.shared.checkpoint.load_state_strict`, so a missing,
 unexpected or mis-shaped key fails with the full list. Reading the file is the pipeline's job
-(:func:`pipeline.checkpoints.read_checkpoint`, ``weights_only=True``).
+(:func:`models.shared.checkpoint.read_checkpoint`, ``weights_only=True``).
 
 Key map (official -> port):
 
@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 import torch
 
-from models.common.checkpoint import (
+from models.shared.checkpoint import (
     CheckpointError,
     KeyReport,
     SkipRule,

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.common.checkpoint import KeyReport
-from models.common.parity_case import ParityCase
+from models.shared.checkpoint import KeyReport
+from models.shared.parity_case import ParityCase
 from models.uninext.convert import load_official_weights
 from models.uninext.model import UninextModel, build_uninext
 from models.uninext.postprocess import probabilities_at_original_size

@@ -188,7 +188,7 @@ def _optim_config(args: argparse.Namespace, optim: Any) -> Any:
 
 
 def train(args: argparse.Namespace) -> None:
-    from models.common.checkpoint import load_state_strict
+    from models.shared.checkpoint import load_state_strict
     from models.train.loop import Trainer
     from pipeline.training.rvos_clips import RVOSClipDataset
     from pipeline.training.rvos_models import evaluate, save_trained

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dataclasses import replace
 
-    from models.common.checkpoint import load_state_strict
+    from models.shared.checkpoint import load_state_strict
     from pipeline.training.vos_clips import VOSClipConfig, VOSClipDataset
     from pipeline.weights import INFERENCE_KEY, save_project_weights
     from vos.deaot import build_network

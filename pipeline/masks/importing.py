@@ -21,7 +21,7 @@ def read_scores_file(path: str | Path) -> Scores:
     ``weights_only=True``), whose ``class_info`` is taken."""
     path = Path(path)
     if path.suffix in (".pth", ".pt"):
-        from pipeline.checkpoints import read_checkpoint
+        from models.shared.checkpoint import read_checkpoint
 
         raw = read_checkpoint(path)
         try:
@@ -147,7 +147,7 @@ def import_dump(
     """
     import torch
 
-    from pipeline.checkpoints import read_checkpoint
+    from models.shared.checkpoint import read_checkpoint
 
     if values not in DUMP_VALUES:
         raise UserError(f"dump values must be one of {DUMP_VALUES}, got {values!r}")

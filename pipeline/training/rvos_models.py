@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from models.common.producer import Producer
+from models.shared.typed import from_dict
 from models.train.batch import ClipBatch
 from models.train.loop import OptimConfig
 from pipeline.errors import InputFileError, UserError
@@ -62,7 +63,7 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
     from models.sgmg.train import sgmg_loss
 
     def build(config: Mapping[str, Any]) -> nn.Module:
-        return build_sgmg(SgMgConfig.from_dict(config))
+        return build_sgmg(from_dict(SgMgConfig, config))
 
     def producer(model: nn.Module, short_side: int) -> Producer:
         return SgMgProducer(model, SgMgProtocol(short_side=short_side))  # type: ignore[arg-type]
@@ -108,9 +109,9 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
             name=name,
             family="sgmg",
             description=description,
-            default_config=lambda vocab, multi=multi, queries=queries: tiny_config(
-                vocab, multi_object=multi, num_queries=queries
-            ).to_dict(),
+            default_config=lambda vocab, multi=multi, queries=queries: asdict(
+                tiny_config(vocab, multi_object=multi, num_queries=queries)
+            ),
             build=build,
             loss=sgmg_loss,  # type: ignore[arg-type]
             producer=producer,
@@ -130,10 +131,9 @@ def _uninext_specs() -> dict[str, RVOSModelSpec]:
     from models.uninext.producer import UninextProducer
     from models.uninext.spec import UNINEXT_TINY, UninextSpec, tiny_spec
     from models.uninext.train import uninext_clip_loss
-    from pipeline.producers import dataclass_from_dict
 
     def build(config: Mapping[str, Any]) -> nn.Module:
-        return build_uninext(dataclass_from_dict(UninextSpec, config))
+        return build_uninext(from_dict(UninextSpec, config))
 
     def producer(model: nn.Module, short_side: int) -> Producer:
         model.spec = replace(model.spec, min_size=short_side)  # type: ignore[assignment]
@@ -171,7 +171,7 @@ def _family_specs() -> dict[str, RVOSModelSpec]:
     from models.referformer.train import loss_weights_for, make_step
 
     def build(config: Mapping[str, Any]) -> nn.Module:
-        return build_model(FamilyConfig.from_dict(config))
+        return build_model(from_dict(FamilyConfig, config))
 
     def producer(model: nn.Module, short_side: int) -> Producer:
         return FamilyProducer(model, Protocol(short_side=short_side))  # type: ignore[arg-type]
@@ -198,7 +198,7 @@ def _family_specs() -> dict[str, RVOSModelSpec]:
             name=f"{family}-tiny",
             family=family,
             description=description,
-            default_config=lambda vocab, family=family: tiny_config(family, vocab).to_dict(),
+            default_config=lambda vocab, family=family: asdict(tiny_config(family, vocab)),
             build=build,
             loss=make_step(loss_weights_for(family)),  # type: ignore[arg-type]
             producer=producer,
@@ -277,7 +277,7 @@ class TrainedRVOS:
 
 def load_trained(path: str | Path) -> TrainedRVOS:
     """Rebuild a model trained by ``lsvos train-rvos`` (strict key check) and its tokenizer."""
-    from models.common.checkpoint import load_state_strict
+    from models.shared.checkpoint import load_state_strict
 
     weights = load_project_weights(path)
     name = weights.metadata.get(MODEL_KEY)

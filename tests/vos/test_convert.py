@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from models.common.checkpoint import CheckpointError, KeyMismatchError
+from models.shared.checkpoint import CheckpointError, KeyMismatchError
 from tests.vos.conftest import tiny_network, tiny_spec
 from vos.convert import (
     check_spec_matches,
@@ -123,7 +123,7 @@ def test_builder_accepts_official_and_project_key_names(family: str) -> None:
 def test_swin_position_indices_are_checked_not_loaded() -> None:
     from dataclasses import replace
 
-    from models.common.video_swin import relative_position_index
+    from models.shared.video_swin import relative_position_index
 
     encoder = EncoderSpec(
         "swin", swin_embed_dim=8, swin_depths=(2, 2, 2, 2), swin_heads=(1, 2, 2, 4)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.common.video_swin import relative_position_index
+from models.shared.video_swin import relative_position_index
 from vos.convert import load_official
 from vos.deaot import build_network
 from vos.variants import get_variant

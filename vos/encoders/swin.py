@@ -1,6 +1,6 @@
 """Swin Transformer encoder with the first three stages (strides 4, 8, 16), as AOT/DeAOT use it.
 
-The detection Swin of ``models.common.swin`` (one algorithm and one key layout for every model
+The detection Swin of ``models.shared.swin`` (one algorithm and one key layout for every model
 of the project) built with three of its four stages. State-dict layout of aot-benchmark
 ``networks/encoders/swin/swin_transformer.py`` (Swin-B) and of the ICCV-2023 RVOS challenge's
 ``soc_test/AOT`` copy (Swin-L, window 12): ``patch_embed.{proj,norm}``,
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from models.common.swin import SwinBackbone
+from models.shared.swin import SwinBackbone
 
 
 class SwinEncoder(SwinBackbone):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common.video_swin import SwinMlp
+from models.shared.video_swin import SwinMlp
 from models.uninext.spec import BackboneSpec
 
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from models.common.checkpoint import convert_state_dict
 from models.common.deformable_transformer import DeformableTransformer, valid_ratios
 from models.common.fusion import VisionLanguageFusion
 from models.common.layers import MLP, build_input_projections, resize_mask
 from models.common.position_encoding import sine_position_1d, sine_position_2d
 from models.common.text_encoder import POSITION_IDS_SKIP, FeatureResizer, RobertaTextEncoder
-from models.common.video_swin import VideoSwinBackbone
+from models.shared.checkpoint import convert_state_dict
+from models.shared.video_swin import VideoSwinBackbone
 from tests.models.conftest import case_arrays, official_substate, parity_case
 
 

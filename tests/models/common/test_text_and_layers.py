@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.common.checkpoint import convert_state_dict
 from models.common.fusion import VisionLanguageFusion
 from models.common.layers import MLP, build_input_projections, inverse_sigmoid, pad_frames
 from models.common.position_encoding import sine_position_1d, sine_position_2d
 from models.common.text_encoder import POSITION_IDS_SKIP, FeatureResizer, RobertaTextEncoder
+from models.shared.checkpoint import convert_state_dict
 from tests.models.conftest import case_arrays, official_substate, parity_case
 
 

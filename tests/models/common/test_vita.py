@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.common.checkpoint import load_state_strict
 from models.common.vita import VideoQueryDecoder, shifted_window_mask
+from models.shared.checkpoint import load_state_strict
 from tests.models.conftest import official_substate, parity_case
 
 

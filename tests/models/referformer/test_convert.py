@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.common.checkpoint import CheckpointError
-from models.common.video_swin import relative_position_index
 from models.referformer.build import build_model
 from models.referformer.convert import REFERFORMER_LAYOUT, load_official
+from models.shared.checkpoint import CheckpointError
+from models.shared.video_swin import relative_position_index
 from tests.models.family_helpers import tiny_family_config
 
 _INVERSE = {

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.common.checkpoint import CheckpointError, KeyMismatchError
 from models.sgmg.build import build_sgmg, tiny_config
 from models.sgmg.convert import load_official, rename
 from models.sgmg.parity import config_from_case
-from pipeline.checkpoints import read_checkpoint
+from models.shared.checkpoint import CheckpointError, KeyMismatchError, read_checkpoint
 from tests.models.conftest import case_config, manifest_state, parity_case
 
 

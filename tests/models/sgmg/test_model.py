@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from models.sgmg.inference import predict_clip
 from models.sgmg.model import pad_video
 from models.sgmg.producer import SgMgProducer, SgMgProtocol
 from models.sgmg.train import sgmg_loss
+from models.shared.typed import from_dict
 from models.train.batch import ClipBatch
 from models.train.loop import OptimConfig, Trainer
 
@@ -36,9 +39,9 @@ TEXT = _text([[0, 5, 6, 2], [0, 7, 8, 9, 10, 2], [0, 11, 2]])
 
 def test_config_round_trip() -> None:
     config = tiny_config(vocab_size=20)
-    assert SgMgConfig.from_dict(config.to_dict()) == config
+    assert from_dict(SgMgConfig, asdict(config)) == config
     with pytest.raises(ValueError, match="unknown"):
-        SgMgConfig.from_dict({"bogus": 1})
+        from_dict(SgMgConfig, {"bogus": 1})
 
 
 def test_decode_shapes_and_broadcast(model) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from models.common.checkpoint import CheckpointError
 from models.referformer.build import build_model
 from models.referformer.convert import load_official
+from models.shared.checkpoint import CheckpointError
 from models.soc.convert import SOC_LAYOUT
 from tests.models.family_helpers import tiny_family_config
 

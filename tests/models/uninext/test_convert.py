@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.common.checkpoint import CheckpointError, KeyMismatchError
+from models.shared.checkpoint import CheckpointError, KeyMismatchError
 from models.uninext.convert import POSITION_IDS, convert_official, load_official_weights
 from models.uninext.model import build_uninext
 from models.uninext.parity import spec_from_config

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.common.video_swin import (
+from models.shared.video_swin import (
     PatchMerging,
     VideoSwinBackbone,
     check_relative_position_index,

@@ -7,7 +7,7 @@ Swin the window never shrinks and odd blocks always shift by 3, with the -100 re
 patch merging at the end of stages 0-2, and a LayerNorm ``norm{i}`` on every stage output.
 
 It is Video Swin with a one-frame window: the blocks, the masks and the merging are
-:mod:`models.common.video_swin`'s, applied to frames as clips of length 1 (the (1, 7, 7)
+:mod:`models.shared.video_swin`'s, applied to frames as clips of length 1 (the (1, 7, 7)
 relative-position index equals the 2-D one). Key layout (under ``backbone.0.body.``):
 ``patch_embed.{proj (Conv2d), norm}``, ``layers.{i}.blocks.{j}.*``, ``layers.{i}.downsample.*``,
 ``norm{i}``.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.common.video_swin import (
+from models.shared.video_swin import (
     PatchMerging,
     SwinBlock3D,
     VideoSwinSpec,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.common.checkpoint import (
+from models.shared.checkpoint import (
     CheckpointError,
     KeyMismatchError,
     RenameRule,
@@ -17,8 +17,8 @@ from models.common.checkpoint import (
     convert_state_dict,
     extract_state_dict,
     load_state_strict,
+    read_checkpoint,
 )
-from pipeline.checkpoints import read_checkpoint
 
 
 class _Evil:

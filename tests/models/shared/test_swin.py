@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from models.common.swin import SWIN_SPECS, SwinBackbone
-from models.common.video_swin import relative_position_index
+from models.shared.swin import SWIN_SPECS, SwinBackbone
+from models.shared.video_swin import relative_position_index
 
 
 def _tiny() -> SwinBackbone:

@@ -10,7 +10,7 @@ A family's parity module (``vos.parity``, ``models.<family>.parity``) exposes tw
 
 ``convert_parity(case: ParityCase) -> KeyReport``
     Build the model and convert every key of ``case.state`` strictly; used for ``manifest_only``
-    cases (no inputs) and raises :class:`models.common.checkpoint.KeyMismatchError` on any
+    cases (no inputs) and raises :class:`models.shared.checkpoint.KeyMismatchError` on any
     missing or unexpected key.
 
 Hidden cases of other variants of the same families may exist: build from the config, not from
