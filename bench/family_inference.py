@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import asdict
 
 import torch
 
+from models.build import network_from_config
 from models.common.producer import TokenizedText
-from models.referformer.build import build_model, released_config
-from models.referformer.producer import FamilyProducer, protocol_for
+from models.family.config import released_config
+from models.family.producer import FamilyProducer, protocol_for
 
 
 def _text(expressions: int, length: int = 12) -> TokenizedText:
@@ -66,7 +68,8 @@ def main() -> None:
         f"Video-Swin-{args.backbone[0].upper()}, {args.device}, {args.threads} threads"
     )
     for name in args.models:
-        model = build_model(released_config(name, args.backbone)).eval().to(args.device)
+        config = asdict(released_config(name, args.backbone))
+        model = network_from_config(name, config).eval().to(args.device)
         protocol = protocol_for(name, expression_batch=args.expressions)
         producer = FamilyProducer(model, protocol)
         size = producer.network_size(args.height, args.width)

@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lsvos-bench-flow-"))
     os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
-    from pipeline.serve import ensure_server, use_server
+    from pipeline.orchestration.serve import ensure_server, use_server
 
     server = ensure_server(args.port)
     use_server(server.url, persist=False)
@@ -44,10 +44,10 @@ def main() -> None:
 
 
 def run(work: Path, videos: int) -> None:
-    from pipeline.config import compose_config
-    from pipeline.flow import lsvos_2stage
-    from pipeline.nodes import run_node_video
-    from pipeline.plan import make_plan
+    from pipeline.orchestration.config import compose_config
+    from pipeline.orchestration.flow import lsvos_2stage
+    from pipeline.orchestration.nodes.run import run_node_video
+    from pipeline.orchestration.prepare import prepare_run
     from tests.pipeline.flow_fixtures import demo_with_imports
 
     base = [o for o in demo_with_imports(work, videos=videos) if "output_root" not in o]
@@ -56,7 +56,7 @@ def run(work: Path, videos: int) -> None:
 
     # (a) direct calls vs the flow, same (node, video) work
     direct_cfg = compose_config([*base, f"runtime.output_root={work / 'direct'}", *votes_only])
-    plan = make_plan(direct_cfg, nodes=nodes)
+    plan = prepare_run(direct_cfg, nodes=nodes)
     start = time.perf_counter()
     n_tasks = 0
     for job in plan.jobs:

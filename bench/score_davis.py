@@ -21,8 +21,8 @@ from skimage.morphology import disk
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vote_common import make_split, write_sources
 
-from pipeline.masks import MaskSet
-from pipeline.scoring import j_and_f, score_mask_set
+from pipeline.core.masks import MaskSet
+from pipeline.core.scoring import j_and_f, score_mask_set
 
 
 def davis_frame_j(annotation: np.ndarray, segmentation: np.ndarray) -> float:

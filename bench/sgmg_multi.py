@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data import open_dataset
-from pipeline.scoring import j_and_f
+from pipeline.core.data import open_dataset
+from pipeline.core.scoring import j_and_f
 from pipeline.training.rvos_models import load_trained
 
 

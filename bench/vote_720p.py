@@ -2,7 +2,7 @@
 
 Baseline (``soc_test/test_ensemble_*.py``, lsvos2023.md section 4): one process; per pair of
 expressions, every source's PNGs read with PIL (``convert('P') == 255``), summed, thresholded,
-each output frame written with PIL. Ours: ``pipeline.vote.vote_mask_sets`` on the same PNG
+each output frame written with PIL. Ours: ``pipeline.core.vote.vote_mask_sets`` on the same PNG
 folders and on RLE mask sets holding the same masks, 1 and 2 processes. Floor: plain PNG
 decode of every source frame the vote reads and encode of every output frame, one process, with
 the codec the pipeline uses. Outputs are checked equal to the baseline's.
@@ -29,9 +29,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vote_common import make_split, write_sources
 
-from pipeline.io import encode_mask_png, read_mask_png
-from pipeline.masks import MaskSet
-from pipeline.vote import VoteSpec, vote_mask_sets
+from pipeline.core.io import encode_mask_png, read_mask_png
+from pipeline.core.masks import MaskSet
+from pipeline.core.vote import VoteSpec, vote_mask_sets
 
 
 def winners_vote(sources: list[Path], meta: dict, out: Path) -> None:

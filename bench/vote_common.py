@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.data import open_dataset, write_synthetic_benchmark
-from pipeline.masks import MaskSet, Track
+from pipeline.core.data import open_dataset, write_synthetic_benchmark
+from pipeline.core.masks import MaskSet, Track
 
 SIZE_720P = (720, 1280)
 

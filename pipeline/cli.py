@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline import commands
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.parity import default_parity_root, list_cases
+from pipeline.adapters.parity import default_parity_root, list_cases
 
 
 def parity_case_dirs(prefixes: tuple[str, ...] = ()) -> list[Path]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.adapters.parity import family_module
 from pipeline.cli import main
-from pipeline.parity import family_module
 from tests.conftest import parity_case_dirs, require_parity_root
 
 SLOW_PARAMETERS = 400e6

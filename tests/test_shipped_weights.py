@@ -1,31 +1,33 @@
 """The tiny models in ``weights/`` load through the demo's own configs and really segment.
 
 Every producer and engine of ``recipe=demo`` is built exactly as the flow builds it (the
-composed config, :func:`pipeline.producers.build_producer` / :func:`pipeline.engines.
-build_propagator`), run on a small synthetic video, and checked for well-formed output; each
-file is documented in ``weights/README.md`` with the J&F its metadata records.
+composed config, :func:`pipeline.adapters.producers.build_producer` /
+:func:`pipeline.adapters.engines.get_propagator`), run on a small synthetic video, and checked
+for well-formed output; each file is documented in ``weights/README.md`` with the J&F its
+metadata records.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from pipeline.config import WEIGHTS_DIR, compose_config
-from pipeline.weights import load_project_weights
+from pipeline.adapters.weights import load_project_weights
+from pipeline.orchestration.config import WEIGHTS_DIR, compose_config
 
 DEMO = compose_config(["recipe=demo"])
-PRODUCERS = sorted(DEMO["producers"])
-ENGINES = sorted(DEMO["engines"])
+PRODUCERS = sorted(DEMO.producers)
+ENGINES = sorted(DEMO.engines)
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory):
     """The first 6 frames (T x 3 x H x W uint8) and 2 expressions of a synthetic valid video."""
-    from pipeline.data import open_dataset, write_synthetic_benchmark
+    from pipeline.core.data import open_dataset, write_synthetic_benchmark
 
     root = write_synthetic_benchmark(
         tmp_path_factory.mktemp("synth") / "synth", seed=3, videos=1, splits=("valid",)
@@ -48,10 +50,10 @@ def _shipped(path: str) -> Path:
 
 @pytest.mark.parametrize("name", PRODUCERS)
 def test_demo_producer_segments_a_video(name: str, video) -> None:
-    from pipeline.producers import build_producer, get_tokenizer
+    from pipeline.adapters.producers import build_producer, get_tokenizer
 
-    settings = DEMO["producers"][name]
-    _shipped(settings["checkpoint"])
+    settings = DEMO.producers[name]
+    _shipped(settings.checkpoint)
     frames, texts = video
     producer = build_producer(settings, "ytvos")
     results = list(producer.segment_video(frames, get_tokenizer(settings)(texts)))
@@ -65,17 +67,17 @@ def test_demo_producer_segments_a_video(name: str, video) -> None:
 
 @pytest.mark.parametrize("name", ENGINES)
 def test_demo_engine_propagates_a_video(name: str, video) -> None:
-    from pipeline.engines import build_propagator, protocol_config
+    from pipeline.adapters.engines import get_propagator, protocol_config
     from vos.protocol import propagate_video
 
-    settings = DEMO["engines"][name]
-    _shipped(settings["checkpoint"])
+    settings = DEMO.engines[name]
+    _shipped(settings.checkpoint)
     frames, _ = video
     T, H, W = frames.shape[0], *frames.shape[-2:]
     mask = torch.zeros(T, H, W, dtype=torch.bool)
     mask[:, H // 4 : H // 2, W // 4 : W // 2] = True
     results = propagate_video(
-        build_propagator(settings), frames, {"0": mask}, {"0": 2}, protocol_config(settings)
+        get_propagator(settings), frames, {"0": mask}, {"0": 2}, protocol_config(settings)
     )
     assert results["0"].masks.shape == (T, H, W)
     assert torch.equal(results["0"].masks[2], mask[2])  # the key frame is kept
@@ -96,26 +98,26 @@ def test_every_shipped_file_is_documented_with_its_score(path: Path) -> None:
 
 @pytest.mark.parametrize("name", ENGINES)
 def test_demo_engine_runs_at_the_scale_its_weights_record(name: str) -> None:
-    from pipeline.engines import build_propagator
-    from pipeline.weights import inference_scales
+    from pipeline.adapters.engines import get_propagator
+    from pipeline.adapters.weights import inference_scales
 
-    settings = DEMO["engines"][name]
-    _shipped(settings["checkpoint"])
-    assert settings["scales"] is None  # the demo defers to the weights file
-    recorded = inference_scales(load_project_weights(settings["checkpoint"]))
-    assert build_propagator(settings).tta.scales == recorded
-    assert build_propagator({**settings, "scales": [1.25]}).tta.scales == (1.25,)
+    settings = DEMO.engines[name]
+    _shipped(settings.checkpoint)
+    assert settings.scales is None  # the demo defers to the weights file
+    recorded = inference_scales(load_project_weights(settings.checkpoint))
+    assert get_propagator(settings).tta.scales == recorded
+    assert get_propagator(replace(settings, scales=[1.25])).tta.scales == (1.25,)
 
 
 def test_demo_sgmg_runs_at_the_short_side_its_weights_record() -> None:
     """The tiny SgMg is scale-sensitive (valid J&F 0.58 at 160, 0.34 at the released 360): the
     demo must run it at the size its score was measured at, which the file records."""
-    from pipeline.producers import build_producer
-    from pipeline.weights import inference_short_side
+    from pipeline.adapters.producers import build_producer
+    from pipeline.adapters.weights import inference_short_side
 
-    settings = DEMO["producers"]["sgmg"]
-    _shipped(settings["checkpoint"])
-    assert "short_side" not in (settings.get("options") or {})  # the demo defers to the file
-    recorded = inference_short_side(load_project_weights(settings["checkpoint"]).metadata)
+    settings = DEMO.producers["sgmg"]
+    _shipped(settings.checkpoint)
+    assert "short_side" not in settings.options  # the demo defers to the file
+    recorded = inference_short_side(load_project_weights(settings.checkpoint).metadata)
     assert recorded is not None, "sgmg_tiny records no test-time short side"
     assert build_producer(settings, "ytvos").protocol.short_side == recorded

@@ -1,63 +1,120 @@
-"""Build a ready-to-run propagator from a variant name (or spec) and a state dict.
+"""The one builder of propagation engines: a family, its weights and the propagator options ->
+a ready-to-run :class:`vos.engine.PropagationEngine`.
 
 Files are the pipeline's business: it reads a checkpoint (``models.shared.checkpoint``) or a
-project weights file (``pipeline.weights``) and hands the tensors here.
+project weights file (``pipeline.adapters.weights``) and hands the tensors here, saying which
+layout they are in:
 
-    propagator = build_propagator("r50_deaotl", official_state, device="cuda", autocast=True)
-    propagator = build_propagator(spec_from_dict(meta["config"]), project_state)
+    weights = EngineWeights.official(checkpoint, "r50_deaotl", where="ckpt/R50_DeAOTL.pth")
+    engine = build_engine("deaot", weights, PropagatorOptions(scales=(0.8, 1.0, 1.2), flip=True))
+    engine = build_engine("aot", EngineWeights.project(state, config, where="aot.safetensors"))
+
+Every family is one :class:`EngineRecord` of :data:`ENGINES`. A new engine (SAM 2, Cutie) is a
+module whose builder returns an object satisfying :mod:`vos.engine`'s protocol, plus one line
+in :data:`ENGINES`; :mod:`vos.protocol` and the pipeline stay as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import torch
+from vos.aot_build import build_aot_engine
+from vos.engine import PropagationEngine
+from vos.engine_inputs import (
+    LAYOUTS,
+    MEMORY_UPDATES,
+    PRECISIONS,
+    EngineBuildError,
+    EngineWeights,
+    Layout,
+    MemoryUpdate,
+    Precision,
+    PropagatorOptions,
+)
 
-from models.shared.checkpoint import KeyReport, load_state_strict
-from vos.convert import check_spec_matches, complete_encoder_spec, load_official
-from vos.deaot import build_network
-from vos.session import Propagator
-from vos.variants import EngineSpec, get_variant
+__all__ = [
+    "ENGINES",
+    "ENGINE_FAMILIES",
+    "LAYOUTS",
+    "MEMORY_UPDATES",
+    "PRECISIONS",
+    "EngineBuildError",
+    "EngineBuilder",
+    "EngineRecord",
+    "EngineWeights",
+    "Layout",
+    "MemoryUpdate",
+    "Precision",
+    "PropagatorOptions",
+    "build_engine",
+    "variant_problem",
+]
 
-_OFFICIAL_PREFIXES = ("LSTT.", "patch_wise_id_bank.", "module.")
-
-
-def is_official_layout(state: Mapping[str, torch.Tensor]) -> bool:
-    """True for official aot-benchmark key names, False for the project's."""
-    return any(k.startswith(_OFFICIAL_PREFIXES) for k in state)
-
-
-def build_network_from_state(
-    variant: str | EngineSpec, state: Mapping[str, torch.Tensor] | None
-) -> tuple[torch.nn.Module, KeyReport | None]:
-    """The network of ``variant`` with ``state`` loaded strictly (official or project keys);
-    random weights when ``state`` is None."""
-    spec = get_variant(variant) if isinstance(variant, str) else variant
-    report = None
-    if state is not None and is_official_layout(state):
-        check_spec_matches(spec, state)
-        spec = complete_encoder_spec(spec, state)
-        network = build_network(spec)
-        report = load_official(network, state, what=f"{spec.name} checkpoint")
-    else:
-        network = build_network(spec)
-        if state is not None:
-            load_state_strict(network, state, what=f"{spec.name} weights")
-            report = KeyReport(loaded=sorted(state))
-    return network.eval(), report
+EngineBuilder = Callable[[str, EngineWeights, PropagatorOptions], PropagationEngine]
+VariantCheck = Callable[[str], str | None]
 
 
-def build_propagator(
-    variant: str | EngineSpec,
-    state: Mapping[str, torch.Tensor] | None = None,
-    device: str | torch.device = "cpu",
-    **settings: Any,
-) -> Propagator:
-    """A :class:`~vos.session.Propagator` for ``variant`` on ``device``.
+@dataclass(frozen=True)
+class EngineRecord:
+    """One engine family of the registry.
 
-    ``settings`` are :class:`~vos.session.Propagator`'s keyword arguments (``long_term_gap``,
-    ``long_term_cap``, ``tta``, ``resize``, ``mask_unused_ids``, ``autocast``, ...).
+    Attributes:
+        family: the name engine configs use.
+        build: ``(family, weights, options) -> engine``; raises :class:`EngineBuildError`.
+        variant_problem: why a variant name is unknown to the family (None: it is known).
+        summary: one line for listings.
     """
-    network, _ = build_network_from_state(variant, state)
-    return Propagator(network.to(device), **settings)
+
+    family: str
+    build: EngineBuilder
+    variant_problem: VariantCheck
+    summary: str
+
+
+def _aot_variant_problem(variant: str) -> str | None:
+    from vos.variants import get_variant
+
+    try:
+        get_variant(variant)
+    except KeyError as err:
+        return str(err.args[0])
+    return None
+
+
+ENGINES: dict[str, EngineRecord] = {
+    "aot": EngineRecord("aot", build_aot_engine, _aot_variant_problem, "AOT (LSTT), aot-benchmark"),
+    "deaot": EngineRecord(
+        "deaot", build_aot_engine, _aot_variant_problem, "DeAOT (gated propagation), aot-benchmark"
+    ),
+}
+ENGINE_FAMILIES: tuple[str, ...] = tuple(ENGINES)
+
+
+def _record(family: str, where: str) -> EngineRecord:
+    record = ENGINES.get(str(family))
+    if record is None:
+        raise EngineBuildError(
+            f"{where}: unknown engine family {family!r}; known: {ENGINE_FAMILIES}"
+        )
+    return record
+
+
+def variant_problem(family: str, variant: str) -> str | None:
+    """Why ``variant`` is not a variant of ``family`` (None: it is); an unknown family raises
+    :class:`EngineBuildError`."""
+    return _record(family, "engine").variant_problem(str(variant))
+
+
+def build_engine(
+    family: str, weights: EngineWeights, options: PropagatorOptions | None = None
+) -> PropagationEngine:
+    """The engine of ``family`` with ``weights`` loaded strictly, running with ``options``.
+
+    Raises:
+        EngineBuildError: unknown family or variant, or weights of another family (the
+            message names ``weights.where``).
+        models.shared.checkpoint.CheckpointError: keys that do not fit the network.
+    """
+    record = _record(family, weights.where)
+    return record.build(str(family), weights, options or PropagatorOptions())

@@ -15,7 +15,8 @@ Per (video, expression) the winners' evaluator (RobertLuo1/iccv2023_RVOS_Challen
    everywhere else.
 
 :func:`propagate_video` does this for all expressions of a video at once: expressions become
-tracks of one :class:`~vos.session.Session`, so each frame is encoded once per scale per sweep
+tracks of one engine session (:class:`vos.engine.EngineSession`; AOT / DeAOT:
+:class:`~vos.session.Session`), so each frame is encoded once per scale per sweep
 (twice in total at most: a forward sweep over frames min(k)..T-1 and a backward sweep over
 max(k)..0, with encoded frames cached between the sweeps up to a byte budget) and the
 propagation runs batched over expressions. Every expression still sees exactly its own
@@ -28,48 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
 
-from vos.session import FrameFeatures
+from vos.engine import EngineSession, FrameEncoding, PropagationEngine
 
 ExpressionId = Hashable
-
-
-class StepLike(Protocol):
-    """What a session returns per track and frame."""
-
-    @property
-    def probs(self) -> torch.Tensor: ...  # C x H x W, channel 0 = background
-
-    @property
-    def foreground(self) -> torch.Tensor: ...  # H x W bool
-
-
-class EngineSession(Protocol):
-    """The per-video session the protocol drives (:class:`vos.session.Session`; another engine,
-    e.g. a SAM 2 adapter, plugs in by providing the same methods)."""
-
-    stats: dict[str, int]
-
-    def encode(self, frame: torch.Tensor) -> Any: ...
-
-    def add_reference(
-        self, frame: Any, mask: torch.Tensor, *, track: Hashable, frame_step: int | None = None
-    ) -> None: ...
-
-    def step(
-        self, frame: Any, *, tracks: Sequence[Hashable] | None = None
-    ) -> Mapping[Hashable, StepLike]: ...
-
-    def drop_track(self, track: Hashable) -> None: ...
-
-
-class PropagationEngine(Protocol):
-    """Anything that opens per-video sessions (:class:`vos.session.Propagator`)."""
-
-    def new_session(self) -> EngineSession: ...
 
 
 @dataclass(frozen=True)
@@ -124,29 +90,21 @@ class _Job:
 
 
 class _FeatureCache:
-    """Encoded frames of the forward sweep kept for the backward sweep, up to a byte budget."""
+    """Encoded frames of the forward sweep kept for the backward sweep, up to a byte budget
+    (each encoding costs its :attr:`~vos.engine.FrameEncoding.nbytes`, whatever the engine)."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.used = 0
-        self.frames: dict[int, Any] = {}
+        self.frames: dict[int, FrameEncoding] = {}
 
-    @staticmethod
-    def nbytes(feats: Any) -> int:
-        if not isinstance(feats, FrameFeatures):
-            return 0
-        total = 0
-        for enc in feats.encoded.values():
-            total += sum(t.numel() * t.element_size() for t in enc.shortcuts)
-        return total
-
-    def offer(self, index: int, feats: Any) -> None:
-        size = self.nbytes(feats)
+    def offer(self, index: int, feats: FrameEncoding) -> None:
+        size = int(feats.nbytes)
         if self.used + size <= self.budget:
             self.frames[index] = feats
             self.used += size
 
-    def take(self, index: int) -> Any:
+    def take(self, index: int) -> FrameEncoding | None:
         return self.frames.pop(index, None)
 
 
@@ -161,13 +119,15 @@ def propagate_video(
     """Propagate every expression of one video from its key frame, both ways.
 
     Args:
-        propagator: the engine and its inference settings (gap, TTA, resize, ...).
+        propagator: the engine and its inference settings (gap, TTA, resize, ...): anything
+            satisfying :class:`vos.engine.PropagationEngine`.
         frames: T x 3 x H x W uint8 RGB frames at the original size.
         masks: per expression, T x H x W bool input masks (only the key frame's is propagated;
             all are returned unchanged when the key-frame mask is empty).
         key_frames: per expression, the key frame index in [0, T).
         config: protocol options.
-        stats: if given, receives ``encoder_calls`` (per scale) and ``slot_steps`` counts.
+        stats: if given, receives the sessions' ``stats`` summed (AOT / DeAOT:
+            ``encoder_calls`` per scale and ``slot_steps``).
 
     Returns:
         Per expression, its :class:`PropagationResult`.
@@ -262,7 +222,9 @@ def _run_jobs(
 
     # Backward sweep: frames max(k) .. 0.
     for t in range(backward_needs, -1, -1):
-        feats = cache.take(t) or session.encode(frames[t])
+        feats = cache.take(t)
+        if feats is None:
+            feats = session.encode(frames[t])
         active = [id(job) for job in backward if job.key > t]
         _step(session, feats, active, tracks, t, config)
         for job in backward:
@@ -274,8 +236,8 @@ def _run_jobs(
 
 
 def _step(
-    session: EngineSession,
-    feats: Any,
+    session: EngineSession[Any],
+    feats: FrameEncoding,
     active: list[int],
     tracks: dict[int, _Job],
     t: int,

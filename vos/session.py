@@ -18,6 +18,9 @@ per (scale, flip) with its own memory; probabilities are averaged at the origina
 memories are updated with the ensembled label (the RVOS challenge) or each augmentation's own
 label (aot-benchmark's evaluator).
 
+:class:`Propagator`, :class:`Session`, :class:`FrameFeatures` and :class:`StepResult` implement
+the engine-session protocol of :mod:`vos.engine` (what :mod:`vos.protocol` drives).
+
 Naming: H x W = original frame size; H' x W' = a network input size; L = stride-16 tokens.
 """
 
@@ -85,6 +88,15 @@ class FrameFeatures:
 
     size: tuple[int, int]
     encoded: dict[float, EncodedFrame]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every scale's encoder maps (:attr:`EncodedFrame.shortcuts`; the tokens are a
+        view of the projected map and cost nothing more)."""
+        total = 0
+        for enc in self.encoded.values():
+            total += sum(t.numel() * t.element_size() for t in enc.shortcuts)
+        return total
 
     def view(self, aug: Augmentation) -> EncodedFrame:
         enc = self.encoded[aug.scale]

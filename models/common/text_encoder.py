@@ -4,7 +4,7 @@ SgMg, ReferFormer, MUTR and SOC encode an expression with roberta-base: word fea
 ``last_hidden_state``, the sentence feature is ``pooler_output`` (tanh(dense(h[:, 0]))); each is
 then projected to the transformer width by a :class:`FeatureResizer` (Linear + LayerNorm eps
 1e-12 + dropout). Token ids and the attention mask go in directly: tokenisation belongs to the
-pipeline (``pipeline/tokenize.py``).
+pipeline (``pipeline/adapters/tokenize.py``).
 
 RoBERTa's position ids are the cumulative count of non-pad tokens plus ``pad_token_id`` (real
 tokens start at 2, pads get 1), so a batch of expressions padded to a common length gives every

@@ -1,11 +1,11 @@
 """Official MUTR checkpoints (``{'model': ...}``, ReferFormer's layout + ``MTA.*`` and ``mti.*``).
 
-See :mod:`models.referformer.convert` for the family's key map.
+See :mod:`models.family.convert` for the family's key map and loader.
 """
 
 from __future__ import annotations
 
-from models.referformer.convert import CheckpointLayout
+from models.family.convert import CheckpointLayout
 
 MUTR_LAYOUT = CheckpointLayout(
     "MUTR",

@@ -26,39 +26,9 @@ import torch
 from models.common.deformable_transformer import DecoderOutput
 from models.common.layers import clip_tokens
 from models.common.vita import VideoQueryDecoder
+from models.family.model import HeadInputs, ReferFormer, TextEmbedding, VideoFeatures
+from models.family.video_queries import per_frame, video_queries_per_layer
 from models.mutr.mta import MultiScaleTextAggregator
-from models.referformer.model import HeadInputs, ReferFormer, TextEmbedding, VideoFeatures
-
-
-def video_queries_per_layer(
-    decoder: VideoQueryDecoder,
-    hs: torch.Tensor,
-    layers: list[int],
-    num_frames: int,
-    init: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Run the video decoder on each listed decoder layer's frame queries (one batched pass).
-
-    Args:
-        hs: D x N x Q x d decoder states, N = E * T.
-        layers: decoder layers to decode.
-        init: E x d initial queries (SOC's sentence) or None.
-
-    Returns:
-        len(layers) x E x Nq x d.
-    """
-    _, N, Q, C = hs.shape
-    E = N // num_frames
-    frames = hs[layers].reshape(len(layers) * E, num_frames, Q, C)
-    if init is not None:
-        init = init.repeat(len(layers), 1)
-    return decoder(frames, init).view(len(layers), E, -1, C)
-
-
-def per_frame(queries: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """E x Nq x d video queries repeated for every frame: (E * T) x Nq x d."""
-    E, Q, C = queries.shape
-    return queries[:, None].expand(E, num_frames, Q, C).reshape(E * num_frames, Q, C)
 
 
 class MUTR(ReferFormer):

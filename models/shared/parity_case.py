@@ -1,4 +1,4 @@
-"""The in-memory form of a parity case, handed by :mod:`pipeline.parity` to a model family.
+"""The in-memory form of a parity case, handed by :mod:`pipeline.adapters.parity` to a model family.
 
 A family's parity module (``vos.parity``, ``models.<family>.parity``) exposes two functions:
 

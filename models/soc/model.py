@@ -33,8 +33,8 @@ from models.common.deformable_transformer import DecoderOutput
 from models.common.fusion import VisionLanguageFusion
 from models.common.layers import clip_tokens
 from models.common.vita import VideoQueryDecoder
-from models.mutr.model import per_frame, video_queries_per_layer
-from models.referformer.model import HeadInputs, ReferFormer, TextEmbedding, VideoFeatures
+from models.family.model import HeadInputs, ReferFormer, TextEmbedding, VideoFeatures
+from models.family.video_queries import per_frame, video_queries_per_layer
 
 
 class SOC(ReferFormer):

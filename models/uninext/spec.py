@@ -130,8 +130,8 @@ UNINEXT_VIT_H = UninextSpec(
 )
 
 # A small network of the same architecture, trained on the synthetic benchmark (weights/). Its
-# text side reads the benchmark's word-level tokenizer (pipeline/tokenize.py: 4 specials, <pad>
-# = 1, then the 48 words of pipeline.data.synthetic_vocabulary()).
+# text side reads the benchmark's word-level tokenizer (pipeline/adapters/tokenize.py: 4
+# specials, <pad> = 1, then the 48 words of pipeline.core.data.synthetic_vocabulary()).
 UNINEXT_TINY = UninextSpec(
     backbone=BackboneSpec(kind="resnet", depth=18, stem_channels=16, res2_channels=16, norm="GN"),
     text=TextSpec(

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_synth(args: argparse.Namespace) -> int:
     import time
 
-    from pipeline.data.synth import DEFAULT_SIZES, parse_size, write_synthetic_benchmark
+    from pipeline.core.data.synth import DEFAULT_SIZES, parse_size, write_synthetic_benchmark
 
     sizes = DEFAULT_SIZES if args.size is None else parse_size(args.size)
     start = time.perf_counter()
@@ -70,7 +70,7 @@ def _run_synth(args: argparse.Namespace) -> int:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from pipeline.data import open_dataset
+    from pipeline.core.data import open_dataset
 
     dataset = open_dataset(args.format, args.root, args.split)
     videos = dataset.videos()

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.serve import run_demo
+    from pipeline.orchestration.serve import run_demo
 
     report_md = run_demo(args.port, args.overrides, keep_server=args.keep_server)
     report = json.loads(report_md.with_name("report.json").read_text())

@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.data import open_dataset
-    from pipeline.masks import open_masks
-    from pipeline.scoring import score_mask_set
+    from pipeline.core.data import open_dataset
+    from pipeline.core.masks import open_masks
+    from pipeline.core.scoring import score_mask_set
 
     dataset = open_dataset(args.format, args.gt, args.split)
     table = score_mask_set(open_masks(args.pred), dataset, args.format, workers=args.workers)

@@ -56,9 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.data.datasets import default_exclude, read_split_meta
-    from pipeline.errors import UserError
-    from pipeline.masks import import_dump, import_masks
+    from pipeline.adapters.dumps import import_dump, read_scores
+    from pipeline.core.data.datasets import default_exclude, read_split_meta
+    from pipeline.core.errors import UserError
+    from pipeline.core.masks import import_masks
 
     meta = None
     if args.meta is not None:
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         report = import_masks(
             args.source,
             args.out,
-            scores=args.scores,
+            scores=None if args.scores is None else read_scores(args.scores),
             key_frames=args.key_frames,
             storage=args.storage,
             meta=meta,

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.submission import package
+    from pipeline.core.submission import package
 
     out = package(
         args.masks, args.meta, args.format, args.out, frame_root=args.images, workers=args.workers

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.parity import format_report, run_case_dir
+    from pipeline.adapters.parity import format_report, run_case_dir
 
     all_passed = True
     for case_dir in args.cases:

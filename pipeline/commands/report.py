@@ -15,8 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline.errors import UserError
-    from pipeline.report import render_html_report
+    from pipeline.core.errors import UserError
+    from pipeline.orchestration.report import render_html_report
 
     if not (Path(args.run_dir) / "report.json").is_file():
         raise UserError(f"{args.run_dir} has no report.json: not a run folder")

@@ -22,13 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from pipeline.serve import DEFAULT_PORT, api_url, server_healthy, use_server
+    from pipeline.orchestration.serve import DEFAULT_PORT, api_url, server_healthy, use_server
 
     url = os.environ.get("PREFECT_API_URL") or api_url(args.port or DEFAULT_PORT)
     if server_healthy(url):
         use_server(url, persist=False)  # else Prefect starts a temporary server for this run
-    from pipeline.config import compose_config
-    from pipeline.flow import lsvos_2stage
+    from pipeline.orchestration.config import compose_config
+    from pipeline.orchestration.flow import lsvos_2stage
 
     compose_config(args.overrides)  # fail on a bad config before Prefect starts
     summary = lsvos_2stage(

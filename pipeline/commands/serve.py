@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.serve import ensure_server, serve_deployments, use_server
+    from pipeline.orchestration.serve import ensure_server, serve_deployments, use_server
 
     server = ensure_server(args.port)
     how = "started" if server.process else "reusing"

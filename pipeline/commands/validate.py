@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.submission import validate
+    from pipeline.core.submission import validate
 
     problems = validate(args.zip, args.meta, args.format, frame_root=args.images)
     if not problems:

@@ -77,10 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.data.datasets import default_exclude, read_split_meta
-    from pipeline.errors import UserError
-    from pipeline.masks import open_masks
-    from pipeline.vote import VoteSpec, vote_mask_sets
+    from pipeline.core.data.datasets import default_exclude, read_split_meta
+    from pipeline.core.errors import UserError
+    from pipeline.core.masks import open_masks
+    from pipeline.core.vote import VoteSpec, vote_mask_sets
 
     sources = [open_masks(p) for p in args.sources]
     weights = None
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
     )
     if spec.key_frame_source is not None:
-        from pipeline.masks import MaskSet
+        from pipeline.core.masks import MaskSet
 
         MaskSet(args.out).export_key_frame_json(args.out / "key_frame.json")
     print(

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from pipeline.io import atomic_write_bytes
+from pipeline.core.io import atomic_write_bytes
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def append_log(work: Path, record: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` written atomically (:func:`pipeline.io.atomic_write_bytes`)."""
+    """``torch.save`` written atomically (:func:`pipeline.core.io.atomic_write_bytes`)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())

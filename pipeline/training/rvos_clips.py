@@ -10,7 +10,7 @@ the batch zero-padded at the bottom/right to a multiple of 32. The official temp
 
 Every batch is a pure function of (seed, step), so a resumed run sees the batches it would have
 seen. Decoded videos are kept in memory (the benchmark is small); ground truth comes from
-:mod:`pipeline.data`.
+:mod:`pipeline.core.data`.
 
 A :class:`models.train.batch.ClipBatch` holds B clips; with ``expressions_per_clip`` > 1
 (multi-object training) each clip carries up to that many expressions of *different* objects
@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from models.common.rvos_inference import IMAGENET_MEAN, IMAGENET_STD
 from models.train.batch import ClipBatch
 from models.train.boxes import masks_to_boxes
-from pipeline.data import open_dataset
-from pipeline.errors import UserError
-from pipeline.tokenize import TextTokenizer
+from pipeline.adapters.tokenize import TextTokenizer
+from pipeline.core.data import open_dataset
+from pipeline.core.errors import UserError
 
 _SWAP = {"left": "right", "right": "left"}
 _WORD = re.compile(r"\b(left|right)\b", re.IGNORECASE)
@@ -81,7 +81,7 @@ class RVOSClipDataset:
         config: sampling and augmentation.
         split: usually ``train``.
         seed: base of every batch's random stream.
-        format: dataset format for :func:`pipeline.data.open_dataset`.
+        format: dataset format for :func:`pipeline.core.data.open_dataset`.
     """
 
     def __init__(

@@ -1,10 +1,11 @@
 """The trainable RVOS models (a small registry) and their shipped-weights format.
 
-Each :class:`RVOSModelSpec` says how to build a model from a config dict, its training
-objective, clip sampling, optimiser defaults and how to wrap it as a producer. Register a model
-by adding an entry to :data:`MODELS` (``lsvos train-rvos --model NAME`` lists them).
+Each :class:`RVOSModelSpec` says how to build a model from a config dict (the family's own
+builder, :func:`models.build.network_from_config`), its training objective, clip sampling,
+optimiser defaults and how to wrap it as a producer. Register a model by adding an entry to
+:data:`MODELS` (``lsvos train-rvos --model NAME`` lists them).
 
-Shipped weights are a project weights file (:mod:`pipeline.weights`: the port's state dict,
+Shipped weights are a project weights file (:mod:`pipeline.adapters.weights`: the port's state dict,
 ``lsvos.family`` and ``lsvos.config`` metadata, so the pipeline's producers load it like any
 project weights; plus ``lsvos.model`` = the registry name and the training facts) and the
 word-level tokenizer as ``<stem>.tokenizer.json`` beside it. :func:`load_trained` rebuilds the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +25,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.build import ProjectWeights, build_network, network_from_config
 from models.common.producer import Producer
-from models.shared.typed import from_dict
 from models.train.batch import ClipBatch
 from models.train.loop import OptimConfig
-from pipeline.errors import InputFileError, UserError
-from pipeline.tokenize import WordTokenizer, load_word_tokenizer
-from pipeline.training.rvos_clips import ClipConfig
-from pipeline.weights import (
+from pipeline.adapters.tokenize import WordTokenizer, load_word_tokenizer
+from pipeline.adapters.weights import (
     INFERENCE_KEY,
     inference_short_side,
     load_project_weights,
     save_project_weights,
 )
+from pipeline.core.errors import InputFileError, UserError
+from pipeline.training.rvos_clips import ClipConfig
 
-MODEL_KEY = "lsvos.model"  # the registry name, beside pipeline.weights' family and config
+MODEL_KEY = "lsvos.model"  # the registry name, beside pipeline.adapters.weights' family and config
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,9 @@ class RVOSModelSpec:
 
 
 def _sgmg_specs() -> dict[str, RVOSModelSpec]:
-    from models.sgmg.build import SgMgConfig, build_sgmg, tiny_config
+    from models.sgmg.build import tiny_config
     from models.sgmg.producer import SgMgProducer, SgMgProtocol
     from models.sgmg.train import sgmg_loss
-
-    def build(config: Mapping[str, Any]) -> nn.Module:
-        return build_sgmg(from_dict(SgMgConfig, config))
 
     def producer(model: nn.Module, short_side: int) -> Producer:
         return SgMgProducer(model, SgMgProtocol(short_side=short_side))  # type: ignore[arg-type]
@@ -112,7 +111,7 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
             default_config=lambda vocab, multi=multi, queries=queries: asdict(
                 tiny_config(vocab, multi_object=multi, num_queries=queries)
             ),
-            build=build,
+            build=partial(network_from_config, "sgmg"),
             loss=sgmg_loss,  # type: ignore[arg-type]
             producer=producer,
             test_short_side=160,
@@ -127,13 +126,9 @@ def _sgmg_specs() -> dict[str, RVOSModelSpec]:
 def _uninext_specs() -> dict[str, RVOSModelSpec]:
     from dataclasses import asdict, replace
 
-    from models.uninext.model import build_uninext
     from models.uninext.producer import UninextProducer
-    from models.uninext.spec import UNINEXT_TINY, UninextSpec, tiny_spec
+    from models.uninext.spec import UNINEXT_TINY, tiny_spec
     from models.uninext.train import uninext_clip_loss
-
-    def build(config: Mapping[str, Any]) -> nn.Module:
-        return build_uninext(from_dict(UninextSpec, config))
 
     def producer(model: nn.Module, short_side: int) -> Producer:
         model.spec = replace(model.spec, min_size=short_side)  # type: ignore[assignment]
@@ -145,7 +140,7 @@ def _uninext_specs() -> dict[str, RVOSModelSpec]:
             family="uninext",
             description="UNINEXT, ResNet-18-GN + 1-layer word-level BERT, 64-d DINO transformer",
             default_config=lambda vocab: asdict(tiny_spec(vocab)),
-            build=build,
+            build=partial(network_from_config, "uninext"),
             loss=uninext_clip_loss,  # type: ignore[arg-type]
             producer=producer,
             test_short_side=UNINEXT_TINY.min_size,
@@ -166,12 +161,9 @@ def _uninext_specs() -> dict[str, RVOSModelSpec]:
 
 
 def _family_specs() -> dict[str, RVOSModelSpec]:
-    from models.referformer.build import FamilyConfig, build_model, tiny_config
-    from models.referformer.producer import FamilyProducer, Protocol
-    from models.referformer.train import loss_weights_for, make_step
-
-    def build(config: Mapping[str, Any]) -> nn.Module:
-        return build_model(from_dict(FamilyConfig, config))
+    from models.family.config import tiny_config
+    from models.family.producer import FamilyProducer, Protocol
+    from models.family.train import loss_weights_for, make_step
 
     def producer(model: nn.Module, short_side: int) -> Producer:
         return FamilyProducer(model, Protocol(short_side=short_side))  # type: ignore[arg-type]
@@ -199,7 +191,7 @@ def _family_specs() -> dict[str, RVOSModelSpec]:
             family=family,
             description=description,
             default_config=lambda vocab, family=family: asdict(tiny_config(family, vocab)),
-            build=build,
+            build=partial(network_from_config, family),
             loss=make_step(loss_weights_for(family)),  # type: ignore[arg-type]
             producer=producer,
             test_short_side=128,
@@ -243,10 +235,11 @@ def save_trained(
     facts: Mapping[str, Any],
     short_side: int,
 ) -> None:
-    """Write the weights as a project weights file (:mod:`pipeline.weights`: family and config
+    """Write the weights as a project weights file (:mod:`pipeline.adapters.weights`: family and
+    config
     in the metadata, atomically) and the tokenizer beside them. ``short_side`` is the test-time
     short side the weights are scored and run at (``lsvos.inference``)."""
-    from pipeline.tokenize import save_word_tokenizer
+    from pipeline.adapters.tokenize import save_word_tokenizer
 
     extra = {
         MODEL_KEY: spec.name,
@@ -277,15 +270,12 @@ class TrainedRVOS:
 
 def load_trained(path: str | Path) -> TrainedRVOS:
     """Rebuild a model trained by ``lsvos train-rvos`` (strict key check) and its tokenizer."""
-    from models.shared.checkpoint import load_state_strict
-
     weights = load_project_weights(path)
     name = weights.metadata.get(MODEL_KEY)
     if name is None:
         raise InputFileError(f"{path} was not written by lsvos train-rvos (no {MODEL_KEY!r})")
     spec = model_spec(name)
-    model = spec.build(weights.config)
-    load_state_strict(model, weights.state, what=str(path))
+    model = build_network(spec.family, ProjectWeights(weights.config, weights.state, str(path)))
     tokenizer = load_word_tokenizer(tokenizer_path(path))
     facts = json.loads(weights.metadata.get("lsvos.score", "{}"))
     short_side = inference_short_side(weights.metadata) or spec.test_short_side
@@ -319,8 +309,8 @@ def evaluate(
     """Run ``producer`` on every video of a split with ground truth; Ref-YTVOS J&F."""
     import time
 
-    from pipeline.data import open_dataset
-    from pipeline.scoring import j_and_f
+    from pipeline.core.data import open_dataset
+    from pipeline.core.scoring import j_and_f
 
     dataset = open_dataset("ytvos", Path(root), split)
     if not dataset.has_ground_truth:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.data import open_dataset
-from pipeline.errors import UserError
+from pipeline.core.data import open_dataset
+from pipeline.core.errors import UserError
 from vos.preprocess import normalize_frames
 from vos.train import VOSBatch
 

@@ -1,6 +1,6 @@
 """Scoring a propagator on a Ref-YouTube-VOS-layout split (the synthetic benchmark's valid split).
 
-Two measurements, per expression, with the J&F of :mod:`pipeline.scoring`:
+Two measurements, per expression, with the J&F of :mod:`pipeline.core.scoring`:
 
 - ``gt_key``: propagate the ground-truth mask of the key frame (the frame where the referred
   object is largest) over the whole video, both ways (the challenge protocol);
@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.data import open_dataset
-from pipeline.scoring import j_and_f
+from pipeline.core.data import open_dataset
+from pipeline.core.scoring import j_and_f
+from vos.engine import PropagationEngine
 from vos.protocol import ProtocolConfig, propagate_video
-from vos.session import Propagator
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class EvalReport:
 
 
 def evaluate_propagator(
-    propagator: Propagator,
+    propagator: PropagationEngine,
     root: str | Path,
     split: str = "valid",
     *,

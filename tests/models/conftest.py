@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.parity import default_parity_root
+from pipeline.adapters.parity import default_parity_root
 
 
 def parity_case(name: str) -> Path:

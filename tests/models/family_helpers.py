@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.family.config import FamilyConfig
+from models.family.model import ReferFormer
+from models.mutr.build import build_mutr
+from models.referformer.build import build_referformer
+from models.soc.build import build_soc
+
+BUILDERS = {"referformer": build_referformer, "mutr": build_mutr, "soc": build_soc}
+
 
 def manifest_shapes(case: Path, prefix: str) -> dict[str, tuple[int, ...]]:
     """Official key -> shape for the manifest rows under ``prefix`` (prefix removed)."""
@@ -15,10 +23,13 @@ def manifest_shapes(case: Path, prefix: str) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def tiny_family_config(model: str, **overrides: object):
-    """A few-thousand-parameter network of ``model`` for fast CPU tests (random weights)."""
-    from models.referformer.build import FamilyConfig
+def build_family(config: FamilyConfig) -> ReferFormer:
+    """The network of ``config.model`` from its leaf's builder (random weights)."""
+    return BUILDERS[config.model](config)
 
+
+def tiny_family_config(model: str, **overrides: object) -> FamilyConfig:
+    """A few-thousand-parameter network of ``model`` for fast CPU tests (random weights)."""
     values: dict[str, object] = {
         "model": model,
         "embed_dim": 8,

@@ -8,15 +8,21 @@ The engines are untrained, so their propagations are poor; these tests check the
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from pipeline.data import open_dataset, write_synthetic_benchmark
-from pipeline.io import atomic_write_bytes, encode_mask_png
-from pipeline.weights import save_project_weights
+from pipeline.adapters.weights import save_project_weights
+from pipeline.core.data import open_dataset, write_synthetic_benchmark
+from pipeline.core.io import atomic_write_bytes, encode_mask_png
+from pipeline.orchestration.cache import FileIdentities
+from pipeline.orchestration.config import LsvosConfig
+from pipeline.orchestration.plan import make_plan
+from pipeline.orchestration.recipe import Recipe
+from pipeline.orchestration.splits import open_split
 
 PRODUCERS = ("soc", "mutr", "referformer", "sgmg", "uninext")
 
@@ -70,6 +76,17 @@ def write_random_engine(path: Path, variant: str, seed: int) -> None:
 
 
 SMALL_SIZES = ((48, 64), (64, 48))
+
+
+def plan_keys(cfg: LsvosConfig, **selection: Any) -> dict[str, str]:
+    """Every selected node's cache key, from the pure plan (nothing written)."""
+    recipe = Recipe.from_config(cfg)
+    dataset = replace(cfg.dataset, root=str(Path(cfg.dataset.root).resolve()))
+    files = FileIdentities(Path(cfg.runtime.output_root) / "no-memo")
+    plan = make_plan(
+        cfg, recipe, recipe.select(**selection), dataset, open_split(dataset), files, run_name="t"
+    )
+    return {job.name: job.key for job in plan.jobs}
 
 
 def demo_with_imports(root: Path, videos: int = 2, split: str = "valid") -> list[str]:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.masks import MaskSet
-from pipeline.submission import validate
+from pipeline.core.masks import MaskSet
+from pipeline.core.submission import validate
 from tests.pipeline.flow_fixtures import demo_with_imports
 
 STAGE_ONE = {"soc", "mutr", "referformer", "sgmg", "v1", "stage1"}
@@ -84,7 +84,7 @@ def _task_run_names(flow_run_ids: list[str]) -> list[str]:
 
 
 def _run(overrides: list[str], **kwargs: object) -> tuple[dict, str]:
-    from pipeline.flow import lsvos_2stage
+    from pipeline.orchestration.flow import lsvos_2stage
 
     state = lsvos_2stage(overrides=overrides, return_state=True, **kwargs)
     assert state.is_completed(), state
@@ -96,7 +96,7 @@ def test_flow_gives_a_valid_submission_and_a_report(prefect_api: str, inputs: Pa
     summary, run_id = _run(_overrides(inputs, out))
     sub = summary["submission"]
     assert sub["valid"], sub["problems"]
-    from pipeline.data import open_dataset
+    from pipeline.core.data import open_dataset
 
     dataset = open_dataset("ytvos", inputs / "synth", "valid")
     assert validate(sub["zip"], dataset.meta, "ytvos", frame_root=dataset.frame_root) == []

@@ -14,11 +14,11 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from pipeline.cli import main
-from pipeline.data import read_split_meta
-from pipeline.errors import InputFileError, UserError
-from pipeline.io import encode_mask_png, read_json, read_mask_png
-from pipeline.keyframes import read_key_frame_json
-from pipeline.masks import MaskSet, PngFolderSource, Track, ZipSource, import_masks, open_masks
+from pipeline.core.data import read_split_meta
+from pipeline.core.errors import InputFileError, UserError
+from pipeline.core.io import encode_mask_png, read_json, read_mask_png
+from pipeline.core.keyframes import read_key_frame_json
+from pipeline.core.masks import MaskSet, PngFolderSource, Track, ZipSource, import_masks, open_masks
 
 FRAMES = ("00000", "00005", "00010")
 
@@ -254,7 +254,7 @@ def test_import_corrupt_png_names_it_and_leaves_no_partial_video(tmp_path: Path)
 
 
 def test_rle_strings_are_pycocotools_own() -> None:
-    from pipeline.masks.rle import COLUMN_MAJOR, ROW_MAJOR, decode_masks, encode_masks
+    from pipeline.core.masks.rle import COLUMN_MAJOR, ROW_MAJOR, decode_masks, encode_masks
 
     rng = np.random.default_rng(7)
     with warnings.catch_warnings():
@@ -289,8 +289,8 @@ def test_rle_strings_are_pycocotools_own() -> None:
 def test_import_ensemble_dump_logits_and_probabilities(tmp_path: Path) -> None:
     import torch
 
-    from pipeline.masks import import_dump
-    from pipeline.vote import VoteSpec, vote_video
+    from pipeline.adapters.dumps import import_dump
+    from pipeline.core.vote import VoteSpec, vote_video
 
     rng = np.random.default_rng(8)
     logits = {e: torch.from_numpy(rng.normal(size=(3, 5, 6)).astype(np.float32)) for e in "012"}

@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import compose_config
-from pipeline.errors import UserError
-from pipeline.masks import MaskSet, Track
-from pipeline.nodes import _key_frames, run_node_video
-from pipeline.plan import make_plan
+from pipeline.core.errors import UserError
+from pipeline.core.masks import MaskSet, Track
+from pipeline.orchestration.config import compose_config
+from pipeline.orchestration.nodes.propagate import key_frames_of
+from pipeline.orchestration.nodes.run import run_node_video
+from pipeline.orchestration.prepare import prepare_run
 from tests.pipeline.flow_fixtures import demo_with_imports
 
 
 @pytest.fixture()
 def plan(tmp_path: Path):
-    return make_plan(compose_config(demo_with_imports(tmp_path, videos=1)), nodes=["v1"])
+    return prepare_run(compose_config(demo_with_imports(tmp_path, videos=1)), nodes=["v1"])
 
 
 def test_import_and_vote_write_complete_videos(plan) -> None:
@@ -39,7 +40,7 @@ def test_import_and_vote_write_complete_videos(plan) -> None:
 def test_import_lacking_an_expression_names_it_and_leaves_nothing(plan, tmp_path: Path) -> None:
     job = plan.job("mutr")
     video = plan.videos[0]
-    predictions = Path(job.settings["predictions"])
+    predictions = Path(str(job.required_producer().predictions))
     victim = sorted((predictions / "Annotations" / video).iterdir())[-1]
     shutil.rmtree(victim)
     with pytest.raises(UserError, match=rf"import mutr .*{video}"):
@@ -55,6 +56,6 @@ def test_key_frames_need_scores_or_a_record(tmp_path: Path) -> None:
     masks.write("v", "1", Track(frames, np.zeros((3, 4, 4), bool)))
     masks.mark_complete("v", ["0", "1"])
     with pytest.raises(UserError, match="node n: video v expression 1 has no key frame"):
-        _key_frames(masks, "v", ["0", "1"], "n")
+        key_frames_of(masks, "v", ["0", "1"], "n")
     masks.write_key_frames("v", {"1": 2})
-    assert _key_frames(masks, "v", ["0", "1"], "n") == {"0": 1, "1": 2}
+    assert key_frames_of(masks, "v", ["0", "1"], "n") == {"0": 1, "1": 2}

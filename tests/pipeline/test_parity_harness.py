@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.parity import compare
+from pipeline.adapters.parity import compare
 
 
 def test_tolerance_rule() -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pipeline.cache import node_keys
-from pipeline.config import compose_config
-from pipeline.errors import UserError
-from pipeline.plan import make_plan
-from pipeline.recipe import Recipe
-from tests.pipeline.flow_fixtures import demo_with_imports
+from pipeline.core.errors import UserError
+from pipeline.orchestration.config import LsvosConfig, compose_config
+from pipeline.orchestration.prepare import prepare_run
+from pipeline.orchestration.recipe import Recipe
+from tests.pipeline.flow_fixtures import demo_with_imports, plan_keys
 
 
 def test_shipped_recipes_compose_and_validate() -> None:
@@ -29,19 +28,19 @@ def test_shipped_recipes_compose_and_validate() -> None:
     )
     graph = Recipe.from_config(winners)
     # the winners' four votes, exactly as their scripts ran them
-    votes = {n.name: n.params for n in graph.nodes if n.kind == "vote"}
+    votes = {n.name: n.config for n in graph.nodes if n.kind == "vote"}
     assert set(votes) == {"v1", "en2", "v2", "final"}
-    assert votes["v1"]["sources"] == ["soc", "mutr", "referformer_ft"]
-    assert votes["v1"]["min_votes"] == 3 and votes["v1"]["keyframe_from"] == "soc"
-    assert votes["en2"]["sources"] == ["a1", "a_soc", "a_mutr", "a_rf"]
-    assert (votes["en2"]["min_votes"], votes["en2"]["odd_min_votes"]) == (4, 3)
-    assert votes["v2"]["sources"] == ["vit_huge", "convnext", "soc"]
-    assert votes["v2"]["sigmoid_twice_compat"] is True
-    assert votes["final"]["sources"] == ["d2", "d_vit", "en2", "d_rf"]
-    assert all(v["pairs"] for v in votes.values())
-    assert winners["engines"]["aot"]["scales"] == [0.8, 1.0, 1.2]
-    assert winners["engines"]["aot"]["flip"] is True
-    assert winners["engines"]["aot"]["mask_unused_ids"] is False
+    assert votes["v1"].sources == ["soc", "mutr", "referformer_ft"]
+    assert votes["v1"].min_votes == 3 and votes["v1"].keyframe_from == "soc"
+    assert votes["en2"].sources == ["a1", "a_soc", "a_mutr", "a_rf"]
+    assert (votes["en2"].min_votes, votes["en2"].odd_min_votes) == (4, 3)
+    assert votes["v2"].sources == ["vit_huge", "convnext", "soc"]
+    assert votes["v2"].sigmoid_twice_compat is True
+    assert votes["final"].sources == ["d2", "d_vit", "en2", "d_rf"]
+    assert all(v.pairs for v in votes.values())
+    assert winners.engines["aot"].scales == [0.8, 1.0, 1.2]
+    assert winners.engines["aot"].flip is True
+    assert winners.engines["aot"].mask_unused_ids is False
     # d_convnext is computed but feeds nothing, as in the released code
     assert not any("d_convnext" in n.inputs for n in graph.nodes)
 
@@ -60,35 +59,22 @@ def test_config_errors_name_the_key(override: str, named: str) -> None:
         compose_config([override])
 
 
-def _cfg(**changes: object) -> dict:
+def _with_node(node: str, **changes: object) -> LsvosConfig:
     cfg = compose_config([])
-    cfg = copy.deepcopy(cfg)
-    for dotted, value in changes.items():
-        node = cfg
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+    cfg.recipe.nodes[node] = replace(cfg.recipe.nodes[node], **changes)
     return cfg
 
 
 def test_recipe_errors() -> None:
-    cfg = _cfg()
-    cfg["recipe"]["nodes"]["v1"]["sources"] = ["soc", "nope"]
+    cfg = _with_node("v1", sources=["soc", "nope"])
     with pytest.raises(UserError, match=r"recipe\.nodes\.v1\.sources: 'nope' is not a node"):
         Recipe.from_config(cfg)
-    cfg = _cfg()
-    cfg["recipe"]["nodes"]["v1"]["sources"] = ["soc", "final"]
     with pytest.raises(UserError, match="cycle"):
-        Recipe.from_config(cfg)
-    cfg = _cfg()
-    cfg["recipe"]["nodes"]["stage1"]["engine"] = "sam2"
+        Recipe.from_config(_with_node("v1", sources=["soc", "final"]))
     with pytest.raises(UserError, match=r"engine: 'sam2' is not configured"):
-        Recipe.from_config(cfg)
-    cfg = _cfg()
-    cfg["recipe"]["nodes"]["v1"]["keyframe_from"] = "uninext"
+        Recipe.from_config(_with_node("stage1", engine="sam2"))
     with pytest.raises(UserError, match="not one of its sources"):
-        Recipe.from_config(cfg)
+        Recipe.from_config(_with_node("v1", keyframe_from="uninext"))
 
 
 def test_selection_takes_what_nodes_need() -> None:
@@ -108,15 +94,16 @@ def test_selection_takes_what_nodes_need() -> None:
 
 
 def test_stage_two_change_keeps_stage_one_keys(tmp_path: Path) -> None:
-    base = compose_config(demo_with_imports(tmp_path, videos=1))
-    changed = compose_config([*demo_with_imports(tmp_path, videos=1), "engines.deaot.flip=true"])
-    recipe = Recipe.from_config(base)
-    before, after = node_keys(recipe, base), node_keys(recipe, changed)
-    differ = {name for name in before if before[name] != after[name]}
-    assert differ == {"stage2", "final"}
-    vote = compose_config([*demo_with_imports(tmp_path, videos=1), "recipe.nodes.v1.min_votes=5"])
-    differ = {n for n, k in node_keys(Recipe.from_config(vote), vote).items() if k != before[n]}
+    overrides = demo_with_imports(tmp_path, videos=1)
+    before = plan_keys(compose_config(overrides))
+    after = plan_keys(compose_config([*overrides, "engines.deaot.flip=true"]))
+    assert {name for name in before if before[name] != after[name]} == {"stage2", "final"}
+    vote = plan_keys(compose_config([*overrides, "recipe.nodes.v1.min_votes=5"]))
+    differ = {n for n, k in vote.items() if k != before[n]}
     assert differ == {"v1", "stage1", "v2", "stage2", "final"}
+    # a stage label or a device names no output
+    relabelled = [*overrides, "recipe.nodes.v1.stage=other", "engines.aot.device=cuda:1"]
+    assert plan_keys(compose_config(relabelled)) == before
 
 
 def test_missing_paths_fail_before_any_work(tmp_path: Path) -> None:
@@ -126,10 +113,10 @@ def test_missing_paths_fail_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(
         UserError, match=r"engines\.aot\.checkpoint: file not found: /no/such/aot\.pth"
     ):
-        make_plan(compose_config(bad))
+        prepare_run(compose_config(bad))
     bad = [*overrides, f"runtime.output_root={out}", "producers.sgmg.predictions=/no/preds"]
     with pytest.raises(UserError, match=r"producers\.sgmg\.predictions: not found: /no/preds"):
-        make_plan(compose_config(bad))
+        prepare_run(compose_config(bad))
     bad = [
         *overrides,
         f"runtime.output_root={out}",
@@ -137,5 +124,5 @@ def test_missing_paths_fail_before_any_work(tmp_path: Path) -> None:
         "dataset.synthetic=null",
     ]
     with pytest.raises(UserError, match=r"dataset root not found: .*no-dataset"):
-        make_plan(compose_config(bad))
+        prepare_run(compose_config(bad))
     assert not out.exists(), "a failed preflight must not start any work"

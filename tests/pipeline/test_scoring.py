@@ -13,12 +13,12 @@ import pytest
 from skimage.morphology import disk as sk_disk
 
 from pipeline.cli import main
-from pipeline.data import open_dataset
-from pipeline.data.synth import write_synthetic_benchmark
-from pipeline.errors import UserError
-from pipeline.io import encode_mask_png
-from pipeline.masks import MaskSet, Track, open_masks
-from pipeline.scoring import (
+from pipeline.core.data import open_dataset
+from pipeline.core.data.synth import write_synthetic_benchmark
+from pipeline.core.errors import UserError
+from pipeline.core.io import encode_mask_png
+from pipeline.core.masks import MaskSet, Track, open_masks
+from pipeline.core.scoring import (
     boundary_map,
     boundary_radius,
     disk,
@@ -230,7 +230,7 @@ def test_score_mask_set_and_cli_contract(synth: Path, tmp_path: Path) -> None:
 
 
 def test_range_queries_equal_dilation_counts() -> None:
-    from pipeline.scoring import _count_near, _Disk
+    from pipeline.core.scoring import _count_near, _Disk
 
     rng = np.random.default_rng(3)
     for _ in range(60):

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.data import open_dataset
-from pipeline.data.synth import write_synthetic_benchmark
-from pipeline.errors import UserError
-from pipeline.io import encode_mask_png
-from pipeline.masks import MaskSet, Track
-from pipeline.submission import package, validate
+from pipeline.core.data import open_dataset
+from pipeline.core.data.synth import write_synthetic_benchmark
+from pipeline.core.errors import UserError
+from pipeline.core.io import encode_mask_png
+from pipeline.core.masks import MaskSet, Track
+from pipeline.core.submission import package, validate
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_ytvos_valid_meta_leaves_out_test_videos(bench: dict, tmp_path: Path) ->
 def test_corrupt_jpeg_names_the_file_and_leaves_no_zip(bench: dict, tmp_path: Path) -> None:
     import shutil
 
-    from pipeline.errors import InputFileError
+    from pipeline.core.errors import InputFileError
 
     data = tmp_path / "data"
     shutil.copytree(bench["root"] / "data", data)

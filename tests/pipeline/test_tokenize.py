@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UserError
-from pipeline.tokenize import (
+from pipeline.adapters.tokenize import (
     build_word_tokenizer,
     load_hf_tokenizer,
     load_tokenizer,
     load_word_tokenizer,
     save_word_tokenizer,
 )
+from pipeline.core.errors import UserError
 
 
 def test_word_tokenizer_layout_and_padding(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import InputFileError, UserError
-from pipeline.io import encode_mask_png, read_json, read_mask_png
-from pipeline.masks import MaskSet, Track
-from pipeline.vote import VoteError, VoteSpec, vote_mask_sets, vote_video
+from pipeline.core.errors import InputFileError, UserError
+from pipeline.core.io import encode_mask_png, read_json, read_mask_png
+from pipeline.core.masks import MaskSet, Track
+from pipeline.core.vote import VoteError, VoteSpec, vote_mask_sets, vote_video
 
 FRAMES = ("00000", "00005")
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pipeline.errors import InputFileError
-from pipeline.weights import INFERENCE_KEY, inference_settings, inference_short_side
+from pipeline.adapters.weights import INFERENCE_KEY, inference_settings, inference_short_side
+from pipeline.core.errors import InputFileError
 
 
 def test_recorded_short_side_is_read_and_absent_means_none() -> None:

@@ -106,18 +106,21 @@ def test_non_tensor_entries_are_refused() -> None:
 
 
 def test_builder_accepts_official_and_project_key_names(family: str) -> None:
-    from vos.build import build_network_from_state, build_propagator, is_official_layout
+    from vos.build import EngineWeights, PropagatorOptions, build_engine
+    from vos.variants import spec_to_dict
 
     source = tiny_network(family, seed=2)
     official = official_layout(source)
-    assert is_official_layout(official) and not is_official_layout(source.state_dict())
-    for state in (official, source.state_dict()):
-        network, report = build_network_from_state(tiny_spec(family), state)
-        assert report is not None and report.loaded
+    name = f"{family}_tiny"
+    for weights in (
+        EngineWeights.official(official, name, where="official.pth"),
+        EngineWeights.project(source.state_dict(), spec_to_dict(tiny_spec(family)), "p.pt"),
+    ):
+        propagator = build_engine(family, weights, PropagatorOptions(long_term_gap=3))
+        network = propagator.network  # type: ignore[attr-defined]
         for key, value in source.state_dict().items():
             assert torch.equal(network.state_dict()[key], value), key
-    propagator = build_propagator(tiny_spec(family), official, long_term_gap=3)
-    assert propagator.long_term_gap == 3 and not propagator.network.training
+        assert propagator.long_term_gap == 3 and not network.training  # type: ignore[attr-defined]
 
 
 def test_swin_position_indices_are_checked_not_loaded() -> None:

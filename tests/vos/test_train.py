@@ -10,10 +10,11 @@ import torch
 
 from pipeline.cli import main
 from tests.vos.conftest import synthetic_video, tiny_spec
-from vos.build import build_network_from_state
+from vos.build import EngineWeights, build_engine
 from vos.deaot import build_network
 from vos.preprocess import normalize_frames
 from vos.train import TrainConfig, Trainer, VOSBatch, frozen_state, learning_rate
+from vos.variants import spec_to_dict
 
 torch.set_num_threads(1)
 
@@ -37,8 +38,9 @@ def test_training_fits_a_clip_and_exports_inference_weights(family: str) -> None
     assert losses[-1] < losses[0]
     state = frozen_state(network)
     assert not any(k.endswith("num_batches_tracked") for k in state)
-    inference, report = build_network_from_state(spec, state)
-    assert report is not None and len(report.loaded) == len(state)
+    engine = build_engine(family, EngineWeights.project(state, spec_to_dict(spec), "trained"))
+    inference = engine.network  # type: ignore[attr-defined]
+    assert set(inference.state_dict()) == set(state)
     network.eval()
     x = batch.frames[0, :1]
     with torch.no_grad():
@@ -56,7 +58,7 @@ def test_learning_rate_warms_up_then_decays() -> None:
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.data import write_synthetic_benchmark
+    from pipeline.core.data import write_synthetic_benchmark
 
     root = tmp_path_factory.mktemp("synth")
     return write_synthetic_benchmark(root, seed=3, videos=2, sizes=((96, 128),))
@@ -98,7 +100,7 @@ def test_train_vos_command_trains_saves_resumes_and_scores(
 
 
 def test_train_vos_init_fine_tunes_a_shipped_engine(synth_root: Path, tmp_path: Path) -> None:
-    from pipeline.weights import load_project_weights
+    from pipeline.adapters.weights import load_project_weights
 
     shipped = Path(__file__).parents[2] / "weights" / "deaot_tiny.safetensors"
     out = tmp_path / "tuned.safetensors"
@@ -119,7 +121,7 @@ def test_train_vos_init_fine_tunes_a_shipped_engine(synth_root: Path, tmp_path: 
     params = [k for k in before.state if "running_" not in k]
     assert params and all(torch.allclose(before.state[k], after.state[k]) for k in params)
     not_engine = tmp_path / "not_engine.safetensors"
-    from pipeline.weights import save_project_weights
+    from pipeline.adapters.weights import save_project_weights
 
     save_project_weights(not_engine, "sgmg", {}, {"w": torch.zeros(1)}, {})
     assert main([*args[:2], str(not_engine), *args[3:]]) == 2

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.referformer.build import build_model
-from models.referformer.convert import REFERFORMER_LAYOUT, load_official
+from models.family.convert import load_official
+from models.referformer.convert import REFERFORMER_LAYOUT
 from models.shared.checkpoint import CheckpointError
 from models.shared.video_swin import relative_position_index
-from tests.models.family_helpers import tiny_family_config
+from tests.models.family_helpers import build_family, tiny_family_config
 
 _INVERSE = {
     "backbone.": "backbone.0.body.",
@@ -42,7 +42,7 @@ def _official(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_two_d_swin_referformer_loads_every_key() -> None:
     torch.manual_seed(0)
     config = tiny_family_config("referformer", backbone="swin", window_size=(1, 7, 7))
-    source, target = build_model(config), build_model(config)
+    source, target = build_family(config), build_family(config)
     official = _official(source)
     report = load_official(
         target, {"model": official, "epoch": torch.tensor(3)}, REFERFORMER_LAYOUT
@@ -56,12 +56,12 @@ def test_two_d_swin_referformer_loads_every_key() -> None:
 
 def test_wrong_index_and_unexpected_keys_fail() -> None:
     config = tiny_family_config("referformer", backbone="swin", window_size=(1, 7, 7))
-    official = _official(build_model(config))
+    official = _official(build_family(config))
     bad = dict(official)
     key = next(k for k in bad if k.endswith("relative_position_index"))
     bad[key] = bad[key].flip(0)
     with pytest.raises(ValueError, match="relative_position_index"):
-        load_official(build_model(config), {"model": bad}, REFERFORMER_LAYOUT)
+        load_official(build_family(config), {"model": bad}, REFERFORMER_LAYOUT)
     extra = {**official, "pixel_decoder.extra.weight": torch.zeros(1)}
     with pytest.raises(CheckpointError, match="unexpected"):
-        load_official(build_model(config), {"model": extra}, REFERFORMER_LAYOUT)
+        load_official(build_family(config), {"model": extra}, REFERFORMER_LAYOUT)

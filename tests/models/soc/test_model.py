@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from models.referformer.build import build_model
-from models.referformer.convert import load_official
+from models.family.convert import load_official
 from models.shared.checkpoint import CheckpointError
 from models.soc.convert import SOC_LAYOUT
-from tests.models.family_helpers import tiny_family_config
+from tests.models.family_helpers import build_family, tiny_family_config
 
 
 def _official_like(net: torch.nn.Module, video_prefix: str) -> dict[str, torch.Tensor]:
@@ -34,9 +33,9 @@ def _official_like(net: torch.nn.Module, video_prefix: str) -> dict[str, torch.T
 
 def test_voc_and_vita_names_both_load() -> None:
     torch.manual_seed(0)
-    source = build_model(tiny_family_config("soc"))
+    source = build_family(tiny_family_config("soc"))
     for prefix in ("voc.", "vita."):
-        target = build_model(tiny_family_config("soc"))
+        target = build_family(tiny_family_config("soc"))
         report = load_official(
             target, {"model_state_dict": _official_like(source, prefix)}, SOC_LAYOUT
         )
@@ -46,11 +45,11 @@ def test_voc_and_vita_names_both_load() -> None:
 
 
 def test_missing_video_decoder_is_an_error() -> None:
-    source = build_model(tiny_family_config("soc"))
+    source = build_family(tiny_family_config("soc"))
     state = {k: v for k, v in _official_like(source, "voc.").items() if not k.startswith("voc.")}
     try:
         load_official(
-            build_model(tiny_family_config("soc")), {"model_state_dict": state}, SOC_LAYOUT
+            build_family(tiny_family_config("soc")), {"model_state_dict": state}, SOC_LAYOUT
         )
     except CheckpointError as err:
         assert "64 missing" in str(err) and "video_decoder." in str(err)
@@ -60,7 +59,7 @@ def test_missing_video_decoder_is_an_error() -> None:
 
 def test_text_feature_ignores_padding() -> None:
     torch.manual_seed(0)
-    net = build_model(tiny_family_config("soc")).eval()
+    net = build_family(tiny_family_config("soc")).eval()
     frames = torch.randn(1, 2, 3, 40, 56)
     ids = torch.tensor([[0, 5, 6, 2]])
     padded = torch.tensor([[0, 5, 6, 2, 1, 1]])
@@ -74,14 +73,14 @@ def test_text_feature_ignores_padding() -> None:
 
 def test_voc_and_vita_disagreeing_is_an_error() -> None:
     torch.manual_seed(0)
-    source = build_model(tiny_family_config("soc"))
+    source = build_family(tiny_family_config("soc"))
     state = _official_like(source, "voc.")
     for key, value in list(state.items()):
         if key.startswith("voc."):
             state["vita." + key[4:]] = value + 1.0
     try:
         load_official(
-            build_model(tiny_family_config("soc")), {"model_state_dict": state}, SOC_LAYOUT
+            build_family(tiny_family_config("soc")), {"model_state_dict": state}, SOC_LAYOUT
         )
     except CheckpointError as err:
         assert "different values" in str(err)

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import WEIGHTS_DIR
+from pipeline.orchestration.config import WEIGHTS_DIR
 from tests.pipeline.test_flow import prefect_api  # noqa: F401 - the module's Prefect server
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
 
 def test_demo_stage2_runs_the_in_repo_uninext(tmp_path: Path) -> None:
-    from pipeline.flow import lsvos_2stage
+    from pipeline.orchestration.flow import lsvos_2stage
     from tests.pipeline.flow_fixtures import demo_with_imports
 
     if not (WEIGHTS_DIR / "uninext_tiny.safetensors").is_file():

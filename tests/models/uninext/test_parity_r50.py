@@ -13,7 +13,7 @@ import torch
 
 from models.uninext.parity import _build, _order_differs_only_at_ties
 from models.uninext.postprocess import probabilities_at_original_size
-from pipeline.parity import read_case
+from pipeline.adapters.parity import read_case
 from tests.models.conftest import parity_case
 
 # ~40 s: the primary check of the same case runs by default in tests/test_parity_cases.py

@@ -62,8 +62,8 @@ def test_a_tiny_model_learns_a_batch() -> None:
 
 
 def test_clip_batches_become_frame_samples(tmp_path) -> None:
-    from pipeline.data import write_synthetic_benchmark
-    from pipeline.tokenize import build_word_tokenizer
+    from pipeline.adapters.tokenize import build_word_tokenizer
+    from pipeline.core.data import write_synthetic_benchmark
     from pipeline.training.rvos_clips import ClipConfig, RVOSClipDataset
 
     root = write_synthetic_benchmark(tmp_path / "synth", seed=1, videos=1, sizes=((48, 64),))
@@ -88,8 +88,8 @@ def test_clip_batches_become_frame_samples(tmp_path) -> None:
 
 def test_the_tiny_preset_reads_the_synthetic_tokenizer() -> None:
     from models.uninext.spec import tiny_spec
-    from pipeline.data import synthetic_vocabulary
-    from pipeline.tokenize import build_word_tokenizer
+    from pipeline.adapters.tokenize import build_word_tokenizer
+    from pipeline.core.data import synthetic_vocabulary
 
     tokenizer = build_word_tokenizer(synthetic_vocabulary())
     assert tiny_spec(tokenizer.vocab_size, tokenizer.pad_token_id) == UNINEXT_TINY

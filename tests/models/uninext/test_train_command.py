@@ -8,17 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.adapters.producers import build_producer
 from pipeline.cli import main
-from pipeline.data import write_synthetic_benchmark
-from pipeline.producers import build_producer
+from pipeline.core.data import write_synthetic_benchmark
+from pipeline.orchestration.config import ProducerConfig, ProducerFamily
 from pipeline.training.rvos_models import load_trained, model_spec, save_trained, tokenizer_path
 
 
 def test_shipped_weights_load_through_the_producer_plugin(tmp_path: Path) -> None:
     """The registry's file format is what the demo's ``uninext_tiny`` producer config reads."""
     from models.uninext.spec import UNINEXT_TINY
-    from pipeline.data import synthetic_vocabulary
-    from pipeline.tokenize import build_word_tokenizer
+    from pipeline.adapters.tokenize import build_word_tokenizer
+    from pipeline.core.data import synthetic_vocabulary
 
     spec = model_spec("uninext-tiny")
     tokenizer = build_word_tokenizer(synthetic_vocabulary())
@@ -38,7 +39,9 @@ def test_shipped_weights_load_through_the_producer_plugin(tmp_path: Path) -> Non
         facts=facts,
         short_side=short_side,
     )
-    producer = build_producer({"family": "uninext", "checkpoint": str(out)}, "ytvos")
+    producer = build_producer(
+        ProducerConfig(family=ProducerFamily("uninext"), checkpoint=str(out)), "ytvos"
+    )
     frames = torch.randint(0, 256, (2, 3, 48, 64), dtype=torch.uint8)
     tokens = tokenizer(["the red circle", "a small blue square on the left"])
     ours = list(producer.segment_video(frames, tokens))
@@ -57,7 +60,9 @@ def test_train_ship_and_load_through_the_producer_plugin(tmp_path: Path) -> None
     assert main([*args, "--steps", "2", "--no-eval"]) == 0
     trained = load_trained(out)
     producer = build_producer(
-        {"family": "uninext", "variant": "tiny", "checkpoint": str(out), "device": "cpu"},
+        ProducerConfig(
+            family=ProducerFamily("uninext"), variant="tiny", checkpoint=str(out), device="cpu"
+        ),
         "ytvos",
     )
     frames = torch.randint(0, 256, (2, 3, 96, 128), dtype=torch.uint8)

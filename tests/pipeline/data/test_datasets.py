@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from pipeline.data import open_dataset
-from pipeline.data.synth import write_synthetic_benchmark
-from pipeline.errors import InputFileError, UserError
+from pipeline.core.data import open_dataset
+from pipeline.core.data.synth import write_synthetic_benchmark
+from pipeline.core.errors import InputFileError, UserError
 
 
 def _write_json(path: Path, obj: object) -> None:

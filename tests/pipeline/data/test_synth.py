@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.data.synth import (
+from pipeline.core.data.synth import (
     COLOURS,
     EVENT_LONG,
     EVENT_SHORT,
@@ -25,7 +25,7 @@ from pipeline.data.synth import (
     synthetic_vocabulary,
     write_synthetic_benchmark,
 )
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

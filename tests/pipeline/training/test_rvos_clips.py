@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.data import synthetic_vocabulary, write_synthetic_benchmark
-from pipeline.errors import UserError
-from pipeline.tokenize import build_word_tokenizer
+from pipeline.adapters.tokenize import build_word_tokenizer
+from pipeline.core.data import synthetic_vocabulary, write_synthetic_benchmark
+from pipeline.core.errors import UserError
 from pipeline.training.rvos_clips import ClipConfig, RVOSClipDataset, swap_left_right
 
 

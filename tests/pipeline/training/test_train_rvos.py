@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from pipeline.cli import main
-from pipeline.data import write_synthetic_benchmark
+from pipeline.core.data import write_synthetic_benchmark
 from pipeline.training.rvos_models import (
     evaluate,
     load_trained,
@@ -59,8 +60,9 @@ def test_train_resume_ship_and_score(synth: Path, tmp_path: Path, name: str) -> 
 def test_init_fine_tunes_a_file_with_other_clips_and_records_its_short_side(
     synth: Path, tmp_path: Path
 ) -> None:
-    from pipeline.producers import build_producer
-    from pipeline.weights import load_project_weights
+    from pipeline.adapters.producers import build_producer
+    from pipeline.adapters.weights import load_project_weights
+    from pipeline.orchestration.config import ProducerConfig, ProducerFamily
 
     torch.set_num_threads(2)
     first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
@@ -79,9 +81,9 @@ def test_init_fine_tunes_a_file_with_other_clips_and_records_its_short_side(
     assert len(commands) == 2 and "--init" in commands[1] and "--init" not in commands[0]
     assert b.tokenizer.vocab_size == a.tokenizer.vocab_size
     # the pipeline's producer runs at the recorded short side unless its options say otherwise
-    settings = {"family": "sgmg", "checkpoint": str(second)}
+    settings = ProducerConfig(family=ProducerFamily("sgmg"), checkpoint=str(second))
     assert build_producer(settings, "ytvos").protocol.short_side == 176
-    options = {**settings, "options": {"short_side": 128}}
+    options = replace(settings, options={"short_side": 128})
     assert build_producer(options, "ytvos").protocol.short_side == 128
     assert '"short_side": 176' in load_project_weights(second).metadata["lsvos.inference"]
 

@@ -1,0 +1,286 @@
+"""Reading and writing images, masks and small files; every write is atomic.
+
+Conventions (datasets.md, section 4):
+
+* frames are JPEG, read as ``H x W x 3 uint8`` RGB;
+* masks are written as single-channel 8-bit 'L' PNGs holding 0 / 255, and read as
+  ``H x W bool`` with any non-zero pixel counting as foreground (palette PNGs are read by index,
+  so a palette mask whose object index is 1 also reads as foreground);
+* annotations are palette ('P') PNGs whose pixel value is the object id, read as ``H x W uint8``.
+
+A corrupt or truncated file raises :class:`~pipeline.core.errors.InputFileError` naming it. Writes
+go to a temporary file in the destination folder and are moved into place with
+:func:`os.replace`, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from pipeline.core.errors import InputFileError
+
+# cv2 PNG settings for masks: no row filter and zlib's RLE strategy give the fastest encode and
+# decode for two-valued images, and a file a little larger than PIL's default. The bytes depend
+# only on the pixels (and the OpenCV build), which keeps packaged zips reproducible.
+MASK_PNG_PARAMS = (
+    cv2.IMWRITE_PNG_COMPRESSION,
+    1,
+    cv2.IMWRITE_PNG_STRATEGY,
+    cv2.IMWRITE_PNG_STRATEGY_RLE,
+    cv2.IMWRITE_PNG_FILTER,
+    cv2.IMWRITE_PNG_FILTER_NONE,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and :func:`os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = None) -> None:
+    """JSON with the mapping order kept (expression order matters to pairing)."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing or malformed file raises :class:`InputFileError`."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as err:
+        raise InputFileError(f"file not found: {path}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputFileError(f"{path} is not valid JSON: {err}") from err
+
+
+@contextmanager
+def staging_dir(final: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``final`` that replaces it when the block succeeds.
+
+    On an exception the temporary folder is removed and ``final`` is left as it was, so a failed
+    write never leaves a partial folder behind. An existing ``final`` is replaced as a whole.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, final)
+
+
+def replace_dir(src: Path, dest: Path) -> None:
+    """Move folder ``src`` to ``dest``, replacing an existing ``dest`` folder."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(dest, old)
+        os.replace(src, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dest)
+
+
+# --------------------------------------------------------------------------------------------
+# frames (JPEG)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """A frame as ``H x W x 3 uint8`` RGB; a truncated or corrupt file names itself."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            return np.asarray(im)
+    except FileNotFoundError as err:
+        raise InputFileError(f"frame not found: {path}") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InputFileError(f"corrupt image {path}: {err}") from err
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(H, W)`` from the file header alone (no pixel is decoded)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except FileNotFoundError as err:
+        raise InputFileError(f"image not found: {path}") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InputFileError(f"corrupt image {path}: {err}") from err
+    return height, width
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """``H x W x 3 uint8`` RGB to JPEG bytes (deterministic for the same pixels)."""
+    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# binary masks (PNG 'L' 0/255)
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """``H x W bool`` to an 8-bit 'L' PNG holding 0 and 255."""
+    if mask.ndim != 2:
+        raise ValueError(f"a mask must be H x W, got shape {mask.shape}")
+    pixels = mask.astype(np.uint8, copy=False) * np.uint8(255) if mask.dtype == bool else mask
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(pixels, dtype=np.uint8), MASK_PNG_PARAMS)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def decode_png_pixels(data: bytes, name: str | Path) -> np.ndarray:
+    """Raw pixel values of a PNG: ``H x W`` uint8 for 'L' and palette files (indices), ``H x W
+    x C`` for colour ones. ``name`` is used in the error message only."""
+    # cv2 decodes 'L' PNGs fastest but turns palette files into colour; PIL keeps indices.
+    if data[24:26] == b"\x08\x00" and _png_complete(data):  # IHDR: 8-bit greyscale
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is not None:
+            return arr
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode not in ("L", "P", "1", "RGB", "RGBA", "LA", "I", "I;16"):
+                im = im.convert("L")
+            return np.asarray(im)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InputFileError(f"corrupt PNG {name}: {err}") from err
+
+
+def _png_complete(data: bytes) -> bool:
+    # cv2 returns a partially decoded image for a truncated file; the IEND chunk proves it whole.
+    return data.startswith(b"\x89PNG\r\n\x1a\n") and data[-12:-4] == b"\x00\x00\x00\x00IEND"
+
+
+def read_png_bytes(path: str | Path) -> bytes:
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as err:
+        raise InputFileError(f"mask not found: {path}") from err
+    except OSError as err:
+        raise InputFileError(f"cannot read {path}: {err}") from err
+
+
+def pixels_to_mask(pixels: np.ndarray) -> np.ndarray:
+    """Foreground = any non-zero value (any channel for colour files): ``H x W bool``."""
+    if pixels.ndim == 3:
+        return pixels.any(axis=2)
+    return pixels != 0
+
+
+def decode_mask_png(data: bytes, name: str | Path) -> np.ndarray:
+    """PNG bytes to ``H x W bool`` (non-zero = foreground)."""
+    return pixels_to_mask(decode_png_pixels(data, name))
+
+
+def read_mask_png(path: str | Path) -> np.ndarray:
+    """A mask file as ``H x W bool`` (non-zero = foreground)."""
+    return decode_mask_png(read_png_bytes(path), path)
+
+
+def decode_mask_stack(datas: Iterable[tuple[bytes, str]]) -> np.ndarray:
+    """Decode PNG masks, given as ``(bytes, name)``, into one ``T x H x W bool`` array.
+
+    Filled in place (no per-frame copies); a frame of another size names both files."""
+    out: np.ndarray | None = None
+    first = ""
+    items = list(datas)
+    for k, (data, name) in enumerate(items):
+        pixels = decode_png_pixels(data, name)
+        if out is None:
+            out = np.empty((len(items), *pixels.shape[:2]), bool)
+            first = name
+        if pixels.shape[:2] != out.shape[1:]:
+            raise InputFileError(
+                f"{name} is {pixels.shape[0]}x{pixels.shape[1]}, the track's first frame "
+                f"{first} is {out.shape[1]}x{out.shape[2]}"
+            )
+        if pixels.ndim == 3:
+            np.any(pixels, axis=2, out=out[k])
+        else:
+            np.not_equal(pixels, 0, out=out[k])
+    if out is None:
+        raise InputFileError("no PNG files to read")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# index annotations (palette PNG, pixel = object id)
+
+
+def davis_palette() -> np.ndarray:
+    """The 256-entry palette of DAVIS / YouTube-VOS annotations (``256 x 3 uint8``).
+
+    Entry ``i`` takes bit ``k`` of ``i``'s low bits into bit ``7 - j`` of red, green and blue
+    in turn (the PASCAL VOC colour map): 1 is (128, 0, 0), 2 is (0, 128, 0), 3 is (128, 128, 0).
+    """
+    palette = np.zeros((256, 3), np.uint8)
+    for index in range(256):
+        value, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (value & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+_PALETTE_BYTES = davis_palette().tobytes()
+
+
+def encode_index_png(labels: np.ndarray) -> bytes:
+    """``H x W uint8`` object ids to a palette PNG with the DAVIS palette."""
+    im = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8), mode="P")
+    im.putpalette(_PALETTE_BYTES)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def read_index_png(path: str | Path) -> np.ndarray:
+    """A palette annotation as ``H x W uint8`` object ids (an 'L' file reads its values)."""
+    pixels = decode_png_pixels(read_png_bytes(path), path)
+    if pixels.ndim != 2:
+        raise InputFileError(f"{path}: expected a palette or greyscale PNG, got {pixels.shape}")
+    return pixels.astype(np.uint8, copy=False)

@@ -1,0 +1,393 @@
+"""Pixel voting across mask sets, the LSVOS 2023 winners' rule (lsvos2023.md, sections 3-5).
+
+Each source casts one binary vote per pixel per expression (optionally weighted). With
+``pairs`` the expressions of a video are taken in order and pooled two by two, ``(0, 1), (2,
+3), ...``: the votes of every source on both expressions are summed, and the one fused mask is
+written for both. A pixel is foreground when its votes reach ``min_votes`` (``>=``, so a tie at
+half goes to foreground); without ``min_votes`` the threshold is half of the votes.
+
+With ``pairs`` and an odd number of expressions, the last one is voted alone by ``odd_policy``:
+``"first_source"`` (votes V1/V2: source 0's mask alone) or ``"own_threshold"`` (V3/V4: every
+source votes on it alone, foreground with ``odd_min_votes`` votes, default a strict majority,
+e.g. 3 of 4). ``sigmoid_twice`` reproduces V2's bug for ``first_source``: the challenge applied
+``sigmoid(x) > 0.5`` to probabilities, which is true for every ``x > 0``, so the last mask is
+source 0's probabilities ``> 0``. Key frames: ``argmax`` of the named source's per-frame scores
+for each expression (the source's recorded key frame where it has no scores).
+
+:func:`vote_video` is the pure per-video function; :func:`vote_mask_sets` streams videos from
+mask sources to a mask set, one group of expressions in memory at a time, in parallel processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from pipeline.core.errors import UserError
+from pipeline.core.masks.maskset import MaskSet
+from pipeline.core.masks.sources import MaskSource, open_masks
+from pipeline.core.masks.track import Track
+from pipeline.core.parallel import process_imap
+
+OddPolicy = Literal["first_source", "own_threshold"]
+ODD_POLICIES: tuple[str, ...] = ("first_source", "own_threshold")
+_EPS = 1e-6
+
+
+class VoteError(UserError):
+    """Sources that cannot be voted together (missing item, other frames, other size)."""
+
+
+@dataclass(frozen=True)
+class VoteSpec:
+    """How to vote. ``sources``: source names in order (source 0 is the odd-expression fallback
+    of ``"first_source"``). ``weights``: one per source (default 1 each). ``min_votes``:
+    foreground threshold in (weighted) votes, ``>=``; ``None`` = half of the votes. ``pairs``:
+    pool expressions (2i, 2i+1). ``odd_policy`` / ``odd_min_votes``: the last expression of an
+    odd count under ``pairs`` (``None`` = a strict majority of its votes). ``sigmoid_twice``:
+    V2's compatibility switch. ``key_frame_source``: the source whose scores choose key
+    frames (``None``: no key frames). ``resize``: resize sources to source 0's size (nearest)
+    instead of refusing different sizes."""
+
+    sources: tuple[str, ...]
+    weights: tuple[float, ...] | None = None
+    min_votes: float | None = None
+    pairs: bool = False
+    odd_policy: OddPolicy = "own_threshold"
+    odd_min_votes: float | None = None
+    sigmoid_twice: bool = False
+    key_frame_source: str | None = None
+    resize: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", tuple(self.sources))
+        if not self.sources:
+            raise UserError("a vote needs at least one source")
+        if self.weights is not None:
+            weights = tuple(float(w) for w in self.weights)
+            if len(weights) != len(self.sources):
+                raise UserError(f"{len(weights)} weights for {len(self.sources)} sources")
+            if any(not w > 0 or not math.isfinite(w) for w in weights):
+                raise UserError(f"weights must be positive numbers, got {weights}")
+            object.__setattr__(self, "weights", weights)
+        for name in ("min_votes", "odd_min_votes"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UserError(f"{name} must be positive, got {value}")
+        if self.odd_policy not in ODD_POLICIES:
+            raise UserError(f"odd_policy must be one of {ODD_POLICIES}, got {self.odd_policy!r}")
+        if self.sigmoid_twice and self.odd_policy != "first_source":
+            raise UserError("sigmoid_twice applies to the 'first_source' odd policy only")
+        if self.key_frame_source is not None:
+            hits = self.sources.count(self.key_frame_source)
+            if hits != 1:
+                raise UserError(
+                    f"key frame source {self.key_frame_source!r} "
+                    f"{'is not among' if hits == 0 else 'is ambiguous in'} the sources "
+                    f"{list(self.sources)}"
+                )
+
+    @property
+    def source_weights(self) -> tuple[float, ...]:
+        return self.weights if self.weights is not None else (1.0,) * len(self.sources)
+
+    @property
+    def integer_weights(self) -> bool:
+        return all(float(w).is_integer() for w in self.source_weights)
+
+    def groups(self, expression_order: Sequence[str]) -> list[tuple[str, ...]]:
+        """The expression groups voted together, in order."""
+        exps = list(expression_order)
+        if not self.pairs:
+            return [(e,) for e in exps]
+        groups = [(exps[i], exps[i + 1]) for i in range(0, len(exps) - 1, 2)]
+        if len(exps) % 2:
+            groups.append((exps[-1],))
+        return groups
+
+    def threshold(self, group_size: int, odd: bool) -> tuple[float, bool]:
+        """``(threshold, strict)`` for a group: foreground = votes >= (or >, if strict) it."""
+        total = sum(self.source_weights) * group_size
+        if odd:
+            if self.odd_min_votes is not None:
+                return float(self.odd_min_votes), False
+            return total / 2, True
+        if self.min_votes is not None:
+            return float(self.min_votes), False
+        return total / 2, False
+
+
+# --------------------------------------------------------------------------------------------
+# the pure per-video vote
+
+
+def _check_alike(track: Track, ref: Track, source: str, video: str, exp: str, spec: VoteSpec):
+    if track.frame_ids != ref.frame_ids:
+        diff = sorted(set(track.frame_ids) ^ set(ref.frame_ids))
+        raise VoteError(
+            f"video {video} expression {exp}: source {source!r} has frames that differ from "
+            f"source {spec.sources[0]!r} ({len(track.frame_ids)} vs {len(ref.frame_ids)} frames;"
+            f" first difference {diff[:1] or 'in order'})"
+        )
+    if track.size != ref.size:
+        if not spec.resize:
+            raise VoteError(
+                f"video {video} expression {exp}: source {source!r} is "
+                f"{track.size[0]}x{track.size[1]}, source {spec.sources[0]!r} is "
+                f"{ref.size[0]}x{ref.size[1]} (ask for resizing to vote them anyway)"
+            )
+        return track.resized(ref.size)
+    return track
+
+
+def _get(tracks: Mapping[str, Track], source: str, video: str, exp: str) -> Track:
+    try:
+        return tracks[exp]
+    except KeyError:
+        raise VoteError(f"video {video}: source {source!r} has no expression {exp}") from None
+
+
+def iter_vote_video(
+    tracks_per_source: Sequence[Mapping[str, Track]],
+    expression_order: Sequence[str],
+    spec: VoteSpec,
+    *,
+    recorded_key_frames: Sequence[Mapping[str, int]] | None = None,
+    video: str = "?",
+) -> Iterator[tuple[dict[str, Track], dict[str, int]]]:
+    """Vote one video group by group, yielding ``(tracks, key frames)`` per group.
+
+    ``tracks_per_source[i]`` maps expression ids to source ``i``'s tracks; each is read once
+    (a lazy mapping keeps one group in memory). See :func:`vote_video`.
+    """
+    if len(tracks_per_source) != len(spec.sources):
+        raise VoteError(f"{len(tracks_per_source)} sources given, spec names {len(spec.sources)}")
+    weights = spec.source_weights
+    key_index = None if spec.key_frame_source is None else spec.sources.index(spec.key_frame_source)
+    for group in spec.groups(expression_order):
+        odd = spec.pairs and len(group) == 1
+        first_only = odd and spec.odd_policy == "first_source"
+        voters = [0] if first_only else range(len(spec.sources))
+        refs: dict[str, Track] = {}
+        key_scores: dict[str, np.ndarray | None] = {}
+        counts: np.ndarray | None = None
+        for exp in group:
+            for s in voters:
+                name = spec.sources[s]
+                track = _get(tracks_per_source[s], name, video, exp)
+                if s == 0:
+                    refs[exp] = track
+                track = _check_alike(track, refs[exp], name, video, exp, spec)
+                if s == key_index:
+                    key_scores[exp] = track.scores
+                if first_only:
+                    counts = _first_source_mask(track, spec, name, video, exp)
+                    continue
+                counts = _add_votes(counts, track.masks, weights[s], spec, len(group))
+            if first_only and key_index is not None and key_index != 0:
+                key_track = _get(tracks_per_source[key_index], spec.key_frame_source, video, exp)
+                key_scores[exp] = _check_alike(
+                    key_track, refs[exp], spec.key_frame_source, video, exp, spec
+                ).scores
+        assert counts is not None
+        if first_only:
+            fused = counts
+        else:
+            threshold, strict = spec.threshold(len(group), odd)
+            if counts.dtype.kind == "f":
+                fused = counts > threshold + _EPS if strict else counts >= threshold - _EPS
+            else:
+                fused = counts > threshold if strict else counts >= math.ceil(threshold - _EPS)
+        out_tracks: dict[str, Track] = {}
+        out_keys: dict[str, int] = {}
+        for exp in group:
+            scores = key_scores.get(exp) if key_index is not None else None
+            out_tracks[exp] = Track(refs[exp].frame_ids, fused, scores)
+            if key_index is not None:
+                key = _key_frame(scores, recorded_key_frames, key_index, spec, video, exp)
+                out_keys[exp] = key
+        yield out_tracks, out_keys
+
+
+def _add_votes(
+    counts: np.ndarray | None, masks: np.ndarray, weight: float, spec: VoteSpec, group: int
+) -> np.ndarray:
+    if counts is None:
+        if spec.integer_weights:
+            top = sum(spec.source_weights) * group
+            dtype = np.uint8 if top <= 255 else (np.uint16 if top <= 65535 else np.uint32)
+        else:
+            dtype = np.float32
+        counts = np.zeros(masks.shape, dtype)
+    if weight == 1:
+        np.add(counts, masks, out=counts, casting="unsafe")
+    else:
+        np.add(counts, masks.astype(counts.dtype) * counts.dtype.type(weight), out=counts)
+    return counts
+
+
+def _first_source_mask(track: Track, spec: VoteSpec, name: str, video: str, exp: str):
+    if not spec.sigmoid_twice:
+        return track.masks
+    if track.probs is None:
+        raise VoteError(
+            f"video {video} expression {exp}: sigmoid_twice needs source {name!r}'s soft "
+            "probabilities, and it has none"
+        )
+    return track.probs > 0  # sigmoid(p) > 0.5  <=>  p > 0
+
+
+def _key_frame(scores, recorded, key_index, spec, video, exp) -> int:
+    if scores is not None:
+        return int(np.argmax(scores))
+    if recorded is not None and exp in recorded[key_index]:
+        return int(recorded[key_index][exp])
+    raise VoteError(
+        f"video {video} expression {exp}: key frame source {spec.key_frame_source!r} has no "
+        "per-frame scores and no recorded key frame"
+    )
+
+
+def vote_video(
+    tracks_per_source: Sequence[Mapping[str, Track]],
+    expression_order: Sequence[str],
+    spec: VoteSpec,
+    *,
+    recorded_key_frames: Sequence[Mapping[str, int]] | None = None,
+    video: str = "?",
+) -> tuple[dict[str, Track], dict[str, int]]:
+    """Vote one video: ``(fused track per expression, key frame per expression)``.
+
+    ``tracks_per_source[i]``: expression id -> :class:`Track` of source ``i`` (the order of
+    ``spec.sources``); every source must hold every expression of ``expression_order`` with
+    the same frames (and size, unless ``spec.resize``). ``recorded_key_frames[i]``: source
+    ``i``'s stored key frames, used when the key-frame source has no scores. Key frames are
+    empty when ``spec.key_frame_source`` is ``None``. ``video`` names the video in errors.
+    """
+    tracks: dict[str, Track] = {}
+    keys: dict[str, int] = {}
+    for group_tracks, group_keys in iter_vote_video(
+        tracks_per_source,
+        expression_order,
+        spec,
+        recorded_key_frames=recorded_key_frames,
+        video=video,
+    ):
+        tracks.update(group_tracks)
+        keys.update(group_keys)
+    return {e: tracks[e] for e in expression_order}, keys
+
+
+# --------------------------------------------------------------------------------------------
+# streaming over mask sets
+
+
+class _LazyTracks(Mapping[str, Track]):
+    """A source's tracks of one video, read from disk when asked for (never cached)."""
+
+    def __init__(self, source: MaskSource, video: str) -> None:
+        self.source = source
+        self.video = video
+        self._exps = source.expressions(video)
+
+    def __getitem__(self, exp: str) -> Track:
+        if exp not in self._exps:
+            raise KeyError(exp)
+        return self.source.read(self.video, exp)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._exps)
+
+    def __len__(self) -> int:
+        return len(self._exps)
+
+
+@dataclass(frozen=True)
+class VoteReport:
+    videos: int
+    expressions: int
+    skipped: int  # already complete in the output
+    seconds: float
+
+
+def _vote_one(
+    sources: Sequence[MaskSource], out: MaskSet, spec: VoteSpec, video: str, order: Sequence[str]
+) -> int:
+    tracks = [_LazyTracks(s, video) for s in sources]
+    recorded = [s.key_frames(video) for s in sources] if spec.key_frame_source else None
+    keys: dict[str, int] = {}
+    try:
+        for group_tracks, group_keys in iter_vote_video(
+            tracks, order, spec, recorded_key_frames=recorded, video=video
+        ):
+            out.write_group(video, group_tracks)
+            keys.update(group_keys)
+        if keys:
+            out.write_key_frames(video, keys)
+        out.mark_complete(video, list(order))
+    except BaseException:
+        out.discard(video)
+        raise
+    return len(order)
+
+
+def _vote_job(shared: tuple, job: tuple[str, list[str]]) -> int:
+    sources, out, spec = shared
+    return _vote_one(sources, out, spec, *job)
+
+
+def vote_mask_sets(
+    sources: Sequence[MaskSource | str | Path],
+    out: MaskSet | str | Path,
+    spec: VoteSpec | None = None,
+    *,
+    videos: Sequence[str] | None = None,
+    expression_order: Mapping[str, Sequence[str]] | None = None,
+    workers: int = 1,
+    storage: str = "png",
+    resume: bool = True,
+) -> VoteReport:
+    """Vote every video of the sources into the mask set ``out``, streaming.
+
+    ``spec``: default = equal weights, half of the votes, no pairs, no key frames, source names
+    from the sources. ``videos``: default = source 0's videos (each other source must have
+    them). ``expression_order``: per video (e.g. from the split's meta); default = source 0's
+    order. ``workers`` > 1 votes videos in parallel processes. Videos already complete in
+    ``out`` are skipped when ``resume``. A failing video is removed from ``out`` and the error
+    (naming the video, expression, source or file) is raised.
+    """
+    start = time.perf_counter()
+    opened = [s if isinstance(s, MaskSource) else open_masks(s) for s in sources]
+    if spec is None:
+        spec = VoteSpec(tuple(s.name for s in opened))
+    if len(spec.sources) != len(opened):
+        raise VoteError(f"{len(opened)} sources given, the spec names {len(spec.sources)}")
+    target = out if isinstance(out, MaskSet) else MaskSet(out, storage)
+    chosen = list(videos) if videos is not None else opened[0].videos()
+    for name, source in zip(spec.sources, opened, strict=True):
+        missing = sorted(set(chosen) - set(source.videos()))
+        if missing:
+            raise VoteError(
+                f"source {name!r} lacks {len(missing)} video(s) to vote: {missing[:5]}"
+                + (" ..." if len(missing) > 5 else "")
+            )
+    jobs = []
+    skipped = 0
+    for video in chosen:
+        if resume and target.is_complete(video):
+            skipped += 1
+            continue
+        order = (
+            list(expression_order[video])
+            if expression_order is not None
+            else opened[0].expressions(video)
+        )
+        jobs.append((video, order))
+    n_exp = sum(process_imap(_vote_job, jobs, (opened, target, spec), workers=workers))
+    return VoteReport(len(jobs), n_exp, skipped, time.perf_counter() - start)

@@ -1,0 +1,144 @@
+"""The Prefect flow ``lsvos-2stage``: compose, prepare, run the graph per (node, video),
+package, score, report.
+
+Reads like a table of contents; the work lives in :mod:`~pipeline.orchestration.prepare` (checks
+and the plan), :mod:`~pipeline.orchestration.nodes` (one node on one video),
+:mod:`~pipeline.orchestration.submit`, :mod:`~pipeline.orchestration.score` and
+:mod:`~pipeline.orchestration.report`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, wait
+
+from pipeline.core.errors import UserError
+from pipeline.orchestration.config import RuntimeConfig, compose_config
+from pipeline.orchestration.jobs import NodeJob, RunPlan
+from pipeline.orchestration.prepare import prepare_run
+from pipeline.orchestration.progress import ProgressReporter
+
+FLOW_NAME = "lsvos-2stage"
+
+
+@task(name="node-video", task_run_name="{job.name}/{video_id}", cache_policy=NO_CACHE)
+def node_video_task(job: NodeJob, video_id: str) -> dict[str, Any]:
+    """Compute one node's mask set for one video (atomic; skipped when already complete)."""
+    from pipeline.orchestration.nodes.run import run_node_video
+
+    return run_node_video(job, video_id)
+
+
+@task(name="package", cache_policy=NO_CACHE)
+def package_task(plan: RunPlan) -> dict[str, Any]:
+    """Zip the submission node in the challenge layout, then validate the zip."""
+    from pipeline.orchestration.submit import package_submission
+
+    return package_submission(plan)
+
+
+@task(name="score", task_run_name="score/{job.name}/{video_id}", cache_policy=NO_CACHE)
+def score_task(plan: RunPlan, job: NodeJob, video_id: str) -> list[dict[str, Any]]:
+    """J and F of one node's masks on one video, per expression."""
+    from pipeline.orchestration.score import score_node_video
+
+    return score_node_video(plan, job, video_id)
+
+
+@flow(name="run-graph")
+def run_graph(plan: RunPlan) -> list[dict[str, Any]]:
+    """Submit one task per (node, video) that is not complete yet, each after its inputs."""
+    futures: dict[tuple[str, str], PrefectFuture[dict[str, Any]]] = {}
+    for job in plan.jobs:
+        for video_id in plan.todo[job.name]:
+            upstream = [futures[(i, video_id)] for i in job.inputs if (i, video_id) in futures]
+            futures[(job.name, video_id)] = node_video_task.with_options(tags=[job.kind]).submit(
+                job, video_id, wait_for=upstream
+            )
+    progress = ProgressReporter("nodes x videos", total=len(futures), enabled=plan.progress)
+    records = []
+    for future in progress.track(futures.values()):
+        records.append(future.result())
+    return records
+
+
+@flow(name="score-graph")
+def score_graph(plan: RunPlan) -> list[dict[str, Any]]:
+    """Score every node of the run on every video with ground truth."""
+    futures = [
+        score_task.submit(plan, job, video_id) for job in plan.jobs for video_id in plan.videos
+    ]
+    wait(futures)
+    return [row for f in futures for row in f.result()]
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def lsvos_2stage(
+    overrides: list[str] | None = None,
+    nodes: list[str] | None = None,
+    stages: list[str] | None = None,
+    refresh: bool = False,
+    refresh_nodes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run a recipe on a dataset split.
+
+    Args:
+        overrides: Hydra overrides, e.g. ``["recipe=lsvos2023", "dataset=ytvos",
+            "dataset.root=/data/rvos"]``.
+        nodes: run only these nodes (and what they need); default all.
+        stages: run only the nodes of these stages (and what they need).
+        refresh: recompute every selected node even where its output is cached.
+        refresh_nodes: recompute these nodes even where cached.
+    """
+    from pipeline.orchestration.report import write_report
+
+    logger = get_run_logger()
+    cfg = compose_config(overrides or [])
+    plan = prepare_run(
+        cfg, nodes=nodes, stages=stages, refresh=refresh, refresh_nodes=refresh_nodes
+    )
+    logger.info(plan.describe())
+    records = run_graph.with_options(task_runner=task_runner(plan.runtime))(plan)
+    submission = package_task(plan) if plan.packages_submission else None
+    scores = (
+        score_graph.with_options(task_runner=task_runner(plan.runtime))(plan) if plan.scores else []
+    )
+    summary = write_report(plan, records, submission, scores)
+    logger.info("report: %s", summary["report_md"])
+    print(summary["table"])
+    return summary
+
+
+def task_runner(runtime: RuntimeConfig) -> Any:
+    """The Prefect task runner ``runtime`` asks for (threads, a Dask cluster or Ray)."""
+    kind = str(runtime.task_runner)
+    if kind == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=runtime.workers)
+    if kind == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as err:
+            raise UserError(
+                "runtime.task_runner=dask needs prefect-dask: pip install prefect-dask"
+            ) from err
+        if runtime.dask_address:
+            return DaskTaskRunner(address=runtime.dask_address)
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": runtime.workers,
+                "threads_per_worker": 1,
+                "processes": True,
+            }
+        )
+    try:
+        from prefect_ray import RayTaskRunner
+    except ImportError as err:
+        raise UserError(
+            "runtime.task_runner=ray needs prefect-ray: pip install prefect-ray"
+        ) from err
+    return RayTaskRunner(address=runtime.dask_address)

@@ -1,0 +1,105 @@
+"""Everything a run does before its first task: check, generate, create, record.
+
+:func:`prepare_run` validates the recipe, runs every preflight check (paths, weights, model
+families and variants: all problems at once), generates the synthetic benchmark on first use,
+plans (:func:`pipeline.orchestration.plan.make_plan`, pure), then creates every node's mask set
+and the run folder with its ``config.json``. These are the run's only side effects before the
+graph runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline.core.errors import UserError
+from pipeline.core.io import atomic_write_text
+from pipeline.core.masks import MaskSet
+from pipeline.orchestration.cache import FileIdentities
+from pipeline.orchestration.config import (
+    DatasetConfig,
+    LsvosConfig,
+    ProduceNode,
+    PropagateNode,
+    plain_data,
+)
+from pipeline.orchestration.jobs import RunPlan
+from pipeline.orchestration.plan import make_plan
+from pipeline.orchestration.recipe import Node, Recipe
+from pipeline.orchestration.splits import open_split
+
+
+def prepare_run(
+    cfg: LsvosConfig,
+    *,
+    nodes: Iterable[str] | None = None,
+    stages: Iterable[str] | None = None,
+    refresh: bool = False,
+    refresh_nodes: Iterable[str] | None = None,
+    run_name: str | None = None,
+) -> RunPlan:
+    """Validate, prepare and plan a run of ``cfg``; raises :class:`UserError` listing every
+    problem found before any work."""
+    recipe = Recipe.from_config(cfg)
+    selected = recipe.select(nodes, stages)
+    problems = preflight(cfg, selected)
+    if problems:
+        raise UserError("cannot start the run:\n  - " + "\n  - ".join(problems))
+    dataset = prepare_dataset(cfg.dataset)
+    split = open_split(dataset)
+    output_root = Path(cfg.runtime.output_root).resolve()
+    files = FileIdentities(output_root)
+    name = run_name or cfg.runtime.run_name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    plan = make_plan(
+        cfg,
+        recipe,
+        selected,
+        dataset,
+        split,
+        files,
+        run_name=name,
+        refresh=refresh,
+        refresh_nodes=refresh_nodes,
+    )
+    files.save()
+    for job in plan.jobs:  # up front, so concurrent tasks never race to create one
+        MaskSet(job.out_dir, "rle")
+    run_dir = Path(plan.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        run_dir / "config.json", json.dumps(plain_data(cfg), indent=1, sort_keys=True)
+    )
+    return plan
+
+
+def preflight(cfg: LsvosConfig, selected: Sequence[Node]) -> list[str]:
+    """Every problem that would stop the run, found before any work (paths named)."""
+    from pipeline.adapters.engines import engine_problems
+    from pipeline.adapters.producers import producer_problems
+
+    problems: list[str] = []
+    for node in selected:
+        if isinstance(node.config, ProduceNode):
+            name = node.config.producer
+            problems += producer_problems(f"producers.{name}", cfg.producers[name])
+        elif isinstance(node.config, PropagateNode):
+            name = node.config.engine
+            problems += engine_problems(f"engines.{name}", cfg.engines[name])
+    return sorted(set(problems), key=problems.index)
+
+
+def prepare_dataset(dataset: DatasetConfig) -> DatasetConfig:
+    """The dataset with its root resolved; the synthetic benchmark generated there on first
+    use."""
+    root = Path(dataset.root).resolve()
+    synthetic = dataset.synthetic
+    if synthetic and synthetic.generate and not (root / "meta_expressions").is_dir():
+        from pipeline.core.data import write_synthetic_benchmark
+
+        write_synthetic_benchmark(root, seed=synthetic.seed, videos=synthetic.videos)
+    if not root.is_dir():
+        raise UserError(f"dataset root not found: {root} (set dataset.root=...)")
+    return replace(dataset, root=str(root))
