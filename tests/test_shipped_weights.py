@@ -1,7 +1,7 @@
 """The tiny models in ``weights/`` load through the demo's own configs and really segment.
 
 Every producer and engine of ``recipe=demo`` is built exactly as the flow builds it (the
-composed config, :func:`pipeline.adapters.producers.build_producer` /
+composed config, :func:`pipeline.adapters.producers.producer_from_config` /
 :func:`pipeline.adapters.engines.get_propagator`), run on a small synthetic video, and checked
 for well-formed output; each file is documented in ``weights/README.md`` with the J&F its
 metadata records.
@@ -50,12 +50,12 @@ def _shipped(path: str) -> Path:
 
 @pytest.mark.parametrize("name", PRODUCERS)
 def test_demo_producer_segments_a_video(name: str, video) -> None:
-    from pipeline.adapters.producers import build_producer, get_tokenizer
+    from pipeline.adapters.producers import get_tokenizer, producer_from_config
 
     settings = DEMO.producers[name]
     _shipped(settings.checkpoint)
     frames, texts = video
-    producer = build_producer(settings, "ytvos")
+    producer = producer_from_config(settings, "ytvos")
     results = list(producer.segment_video(frames, get_tokenizer(settings)(texts)))
     assert len(results) == len(texts)
     for result in results:
@@ -112,7 +112,7 @@ def test_demo_engine_runs_at_the_scale_its_weights_record(name: str) -> None:
 def test_demo_sgmg_runs_at_the_short_side_its_weights_record() -> None:
     """The tiny SgMg is scale-sensitive (valid J&F 0.58 at 160, 0.34 at the released 360): the
     demo must run it at the size its score was measured at, which the file records."""
-    from pipeline.adapters.producers import build_producer
+    from pipeline.adapters.producers import producer_from_config
     from pipeline.adapters.weights import inference_short_side
 
     settings = DEMO.producers["sgmg"]
@@ -120,4 +120,4 @@ def test_demo_sgmg_runs_at_the_short_side_its_weights_record() -> None:
     assert "short_side" not in settings.options  # the demo defers to the file
     recorded = inference_short_side(load_project_weights(settings.checkpoint).metadata)
     assert recorded is not None, "sgmg_tiny records no test-time short side"
-    assert build_producer(settings, "ytvos").protocol.short_side == recorded
+    assert producer_from_config(settings, "ytvos").protocol.short_side == recorded

@@ -64,11 +64,11 @@ def get_propagator(settings: EngineConfig) -> PropagationEngine:
     key = json.dumps(asdict(settings), sort_keys=True, default=str)
     with _LOCK:
         if key not in _PROPAGATORS:
-            _PROPAGATORS[key] = build_propagator(settings)
+            _PROPAGATORS[key] = engine_from_config(settings)
         return _PROPAGATORS[key]
 
 
-def build_propagator(settings: EngineConfig) -> PropagationEngine:
+def engine_from_config(settings: EngineConfig) -> PropagationEngine:
     """Read the checkpoint and build its engine with the config's settings (a new one per
     call; :func:`get_propagator` caches)."""
     path = Path(settings.checkpoint)

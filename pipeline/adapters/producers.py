@@ -87,11 +87,11 @@ def get_producer(settings: ProducerConfig, dataset_format: str) -> Producer:
     key = json.dumps([asdict(settings), str(dataset_format)], sort_keys=True, default=str)
     with _LOCK:
         if key not in _PRODUCERS:
-            _PRODUCERS[key] = build_producer(settings, dataset_format)
+            _PRODUCERS[key] = producer_from_config(settings, dataset_format)
         return _PRODUCERS[key]
 
 
-def build_producer(settings: ProducerConfig, dataset_format: str) -> Producer:
+def producer_from_config(settings: ProducerConfig, dataset_format: str) -> Producer:
     """Read the checkpoint and build its producer with :func:`models.build.build_producer`.
 
     A project weights file must hold ``settings.family``'s weights; the short side it records

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.adapters.producers import build_producer
+from pipeline.adapters.producers import producer_from_config
 from pipeline.cli import main
 from pipeline.core.data import write_synthetic_benchmark
 from pipeline.orchestration.config import ProducerConfig, ProducerFamily
@@ -39,7 +39,7 @@ def test_shipped_weights_load_through_the_producer_plugin(tmp_path: Path) -> Non
         facts=facts,
         short_side=short_side,
     )
-    producer = build_producer(
+    producer = producer_from_config(
         ProducerConfig(family=ProducerFamily("uninext"), checkpoint=str(out)), "ytvos"
     )
     frames = torch.randint(0, 256, (2, 3, 48, 64), dtype=torch.uint8)
@@ -59,7 +59,7 @@ def test_train_ship_and_load_through_the_producer_plugin(tmp_path: Path) -> None
     args = ["train-rvos", "--model", "uninext-tiny", "--data", str(data), "--out", str(out)]
     assert main([*args, "--steps", "2", "--no-eval"]) == 0
     trained = load_trained(out)
-    producer = build_producer(
+    producer = producer_from_config(
         ProducerConfig(
             family=ProducerFamily("uninext"), variant="tiny", checkpoint=str(out), device="cpu"
         ),

@@ -60,7 +60,7 @@ def test_train_resume_ship_and_score(synth: Path, tmp_path: Path, name: str) -> 
 def test_init_fine_tunes_a_file_with_other_clips_and_records_its_short_side(
     synth: Path, tmp_path: Path
 ) -> None:
-    from pipeline.adapters.producers import build_producer
+    from pipeline.adapters.producers import producer_from_config
     from pipeline.adapters.weights import load_project_weights
     from pipeline.orchestration.config import ProducerConfig, ProducerFamily
 
@@ -82,9 +82,9 @@ def test_init_fine_tunes_a_file_with_other_clips_and_records_its_short_side(
     assert b.tokenizer.vocab_size == a.tokenizer.vocab_size
     # the pipeline's producer runs at the recorded short side unless its options say otherwise
     settings = ProducerConfig(family=ProducerFamily("sgmg"), checkpoint=str(second))
-    assert build_producer(settings, "ytvos").protocol.short_side == 176
+    assert producer_from_config(settings, "ytvos").protocol.short_side == 176
     options = replace(settings, options={"short_side": 128})
-    assert build_producer(options, "ytvos").protocol.short_side == 128
+    assert producer_from_config(options, "ytvos").protocol.short_side == 128
     assert '"short_side": 176' in load_project_weights(second).metadata["lsvos.inference"]
 
 
