@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pipeline.core.data import open_dataset
     from pipeline.core.masks import open_masks
-    from pipeline.core.scoring import score_mask_set
+    from pipeline.core.scoring import MISSING_SHOWN, score_mask_set
 
     dataset = open_dataset(args.format, args.gt, args.split)
     table = score_mask_set(open_masks(args.pred), dataset, args.format, workers=args.workers)
@@ -44,5 +44,9 @@ def run(args: argparse.Namespace) -> int:
         table.to_json(args.json)
     if args.csv is not None:
         table.to_csv(args.csv)
-    print(table.summary())
+    print(table.summary())  # its second line names the expressions without prediction
+    if len(table.missing) > MISSING_SHOWN:
+        where = args.json or args.csv
+        hint = f"all in {where}" if where is not None else "--json or --csv lists them all"
+        print(f"({hint})")
     return 0

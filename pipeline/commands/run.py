@@ -19,8 +19,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def split_overrides(args: argparse.Namespace) -> None:
+    """Move ``key=value`` words that a greedy ``--nodes`` / ``--stages`` / ``--refresh-nodes``
+    took (``--nodes sgmg producers.sgmg.checkpoint=x``) back to the overrides: a node or stage
+    name never holds ``=``."""
+    for name in ("nodes", "stages", "refresh_nodes"):
+        values = getattr(args, name)
+        if values:
+            setattr(args, name, [v for v in values if "=" not in v] or None)
+            args.overrides = [*args.overrides, *(v for v in values if "=" in v)]
+
+
 def run(args: argparse.Namespace) -> int:
     import os
+
+    split_overrides(args)
 
     from pipeline.orchestration.serve import DEFAULT_PORT, api_url, server_healthy, use_server
 

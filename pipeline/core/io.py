@@ -18,13 +18,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+try:  # POSIX advisory locks: released by the kernel when the holder dies, even by SIGKILL
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 import cv2
 import numpy as np
@@ -61,6 +68,96 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# A temporary sibling of a target that no live writer holds is a leftover of a killed run. With
+# POSIX locks, a writer holds an exclusive ``flock`` on its temporary file for as long as it
+# writes, and the kernel drops the lock when the process dies (SIGKILL included): a file whose
+# lock can be taken has no live writer. The one window the lock does not cover, between creating
+# the file and locking it, leaves the file empty and new, so an empty file younger than
+# ``TEMP_GRACE_SECONDS`` is kept. Without ``fcntl`` (Windows) only files untouched for
+# ``TEMP_STALE_SECONDS`` count as leftovers.
+TEMP_GRACE_SECONDS = 60.0
+TEMP_STALE_SECONDS = 3600.0
+
+
+def temp_sibling_pattern(path: str | Path) -> re.Pattern[str]:
+    """The names of ``path``'s temporary siblings: ``.<name>.<8 hex digits>.tmp``."""
+    return re.compile(rf"\.{re.escape(Path(path).name)}\.[0-9a-f]{{8}}\.tmp")
+
+
+def _unlocked(tmp: Path) -> bool:
+    """Whether no live process holds the writer's lock on ``tmp`` (False when unsure)."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the leftovers of killed writes of ``path``; returns the files removed.
+
+    Only regular files named ``.<name>.<8 hex>.tmp`` beside ``path`` are candidates, and only
+    those no live writer holds (see :func:`locked_temp_file`) are removed.
+    """
+    path = Path(path)
+    pattern = temp_sibling_pattern(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for entry in os.scandir(path.parent):
+        if not pattern.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        tmp = Path(entry.path)
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        age = now - info.st_mtime
+        if fcntl is None:
+            stale = age > TEMP_STALE_SECONDS
+        else:
+            stale = (info.st_size > 0 or age > TEMP_GRACE_SECONDS) and _unlocked(tmp)
+        if stale:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+@contextmanager
+def locked_temp_file(path: str | Path) -> Iterator[tuple[Path, BinaryIO]]:
+    """A new temporary sibling of ``path``, open for writing and locked while the block runs.
+
+    When the block succeeds the file replaces ``path``; on an exception it is removed. A run
+    killed inside the block leaves the file unlocked, so :func:`remove_stale_temps` of a later
+    run removes it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(fd, "w+b", closefd=False) as f:
+            yield tmp, f
+            f.flush()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)  # drops the lock
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -184,6 +281,31 @@ def decode_png_pixels(data: bytes, name: str | Path) -> np.ndarray:
             return np.asarray(im)
     except (OSError, SyntaxError, ValueError) as err:
         raise InputFileError(f"corrupt PNG {name}: {err}") from err
+
+
+def decode_png_strict(data: bytes, name: str | Path) -> np.ndarray:
+    """Like :func:`decode_png_pixels`, but only for a PNG every common decoder reads whole.
+
+    The file must end with its IEND chunk, and both OpenCV and PIL must decode it to the same
+    height and width; else :class:`InputFileError` naming ``name``. (PIL decodes some files
+    cut inside their last IDAT chunk, which OpenCV refuses.)
+    """
+    if not _png_complete(data):
+        raise InputFileError(f"corrupt PNG {name}: the file does not end with its IEND chunk")
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise InputFileError(f"corrupt PNG {name}: OpenCV cannot decode it")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            width, height = im.size
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InputFileError(f"corrupt PNG {name}: {err}") from err
+    if arr.shape[:2] != (height, width):
+        raise InputFileError(
+            f"corrupt PNG {name}: OpenCV reads {arr.shape[0]}x{arr.shape[1]}, PIL {height}x{width}"
+        )
+    return decode_png_pixels(data, name)
 
 
 def _png_complete(data: bytes) -> bool:

@@ -11,7 +11,11 @@ the two masks: outside it both masks are empty, so no boundary pixel, intersecti
 lies there (the box keeps one empty row and column around the masks where the image allows,
 which gives the same boundary map as the full frame).
 
-Protocols, per expression (a missing prediction scores J = F = 0, as MeViS's scorer does):
+Protocols, per expression. A missing prediction scores J = F = 0 and is listed by name
+(:attr:`ScoreTable.missing_pairs`, ``missing`` in the JSON, the summary line). For a missing
+*video* this is what MeViS's scorer does; for a missing *expression* of a predicted video it is
+stricter than MeViS's script, where that expression's worker crashes and the expression drops
+out of the mean (inflating it). Here it always counts, as 0:
 
 * ``ytvos`` and ``mevis``: the mean over every listed frame; J, F = means over expressions;
   J&F = (J + F) / 2. (MeViS ground truth is the union of the expression's objects.)
@@ -40,6 +44,7 @@ from pipeline.core.parallel import process_imap
 
 PROTOCOLS: tuple[str, ...] = ("ytvos", "mevis", "davis")
 BOUND_TH = 0.008
+MISSING_SHOWN = 20  # names the summary lists before counting the rest
 
 
 def boundary_radius(height: int, width: int, bound_th: float = BOUND_TH) -> int:
@@ -249,8 +254,26 @@ class ScoreTable:
         return (self.J + self.F) / 2
 
     @property
+    def missing_pairs(self) -> list[tuple[str, str]]:
+        """The ``(video, expression)`` pairs without prediction (scored 0), in row order."""
+        return [(r.video, r.expression) for r in self.rows if r.missing]
+
+    @property
     def missing(self) -> list[str]:
-        return [f"{r.video}/{r.expression}" for r in self.rows if r.missing]
+        """:attr:`missing_pairs` as ``"<video>/<expression>"`` names."""
+        return [f"{video}/{exp}" for video, exp in self.missing_pairs]
+
+    def missing_report(self, limit: int = MISSING_SHOWN) -> str:
+        """``"missing: 2 expressions (vid/0, vid/3)"`` (the first ``limit`` names, then a count
+        of the rest), or ``""`` when every expression has a prediction."""
+        names = self.missing
+        if not names:
+            return ""
+        noun = "expression" if len(names) == 1 else "expressions"
+        shown = ", ".join(names[:limit])
+        if len(names) > limit:
+            shown += f", ... {len(names) - limit} more"
+        return f"missing: {len(names)} {noun} ({shown}), scored 0"
 
     def per_video(self) -> dict[str, dict[str, float]]:
         groups: dict[str, list[ExpressionScore]] = {}
@@ -301,13 +324,16 @@ class ScoreTable:
         atomic_write_text(path, buf.getvalue())
 
     def summary(self) -> str:
+        """The global scores on one line; a second line names the expressions without prediction
+        (:meth:`missing_report`) where there are any."""
         n_videos = len({r.video for r in self.rows})
         text = (
             f"J&F {100 * self.JF:.2f}  J {100 * self.J:.2f}  F {100 * self.F:.2f}  "
             f"({len(self.rows)} expressions, {n_videos} videos, {self.protocol} protocol)"
         )
-        if self.missing:
-            text += f"; {len(self.missing)} expression(s) without prediction scored 0"
+        report = self.missing_report()
+        if report:
+            text += f"\n{report}"
         return text
 
 

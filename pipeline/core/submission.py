@@ -12,9 +12,8 @@ give the same bytes, whatever storage or encoder they came from.
 
 from __future__ import annotations
 
-import os
-import uuid
 import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,7 +22,13 @@ import numpy as np
 
 from pipeline.core.data.datasets import SplitMeta, default_exclude, read_split_meta
 from pipeline.core.errors import InputFileError, UserError
-from pipeline.core.io import decode_png_pixels, encode_mask_png, image_size
+from pipeline.core.io import (
+    decode_png_strict,
+    encode_mask_png,
+    image_size,
+    locked_temp_file,
+    remove_stale_temps,
+)
 from pipeline.core.masks.maskset import exp_sort_key
 from pipeline.core.masks.sources import MaskSource, check_member, open_masks
 from pipeline.core.parallel import process_imap
@@ -103,8 +108,10 @@ def package(
 
     Every listed frame of every expression must be in ``masks`` (else :class:`UserError` naming
     it). ``frame_root``: the split's ``JPEGImages`` (default: found from the meta's place in the
-    dataset layout) to check mask sizes against. The zip is written to a temporary file and
-    moved into place.
+    dataset layout) to check mask sizes against. The zip is written to a temporary sibling
+    ``.<name>.<hex>.tmp``, locked while it is written, and moved into place; leftovers of
+    killed packagings of the same target (no live writer holds them, see
+    :func:`pipeline.core.io.remove_stale_temps`) are removed first.
     """
     prefix = _prefix(format)
     source = masks if isinstance(masks, MaskSource) else open_masks(masks)
@@ -127,17 +134,15 @@ def package(
     jobs.sort(key=lambda job: f"{job[0]}/{job[1]}/")
     out_zip = Path(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_zip.with_name(f".{out_zip.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-            encoded_tracks = process_imap(_encode_track, jobs, source, workers=workers, chunksize=4)
-            for (video, exp, _, _), encoded in zip(jobs, encoded_tracks, strict=True):
-                for frame, data in sorted(encoded):
-                    zf.writestr(_zip_info(f"{prefix}{video}/{exp}/{frame}.png", len(data)), data)
-        os.replace(tmp, out_zip)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    remove_stale_temps(out_zip)
+    with (
+        locked_temp_file(out_zip) as (_, f),
+        zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf,
+    ):
+        encoded_tracks = process_imap(_encode_track, jobs, source, workers=workers, chunksize=4)
+        for (video, exp, _, _), encoded in zip(jobs, encoded_tracks, strict=True):
+            for frame, data in sorted(encoded):
+                zf.writestr(_zip_info(f"{prefix}{video}/{exp}/{frame}.png", len(data)), data)
     return out_zip
 
 
@@ -169,7 +174,7 @@ def _check_png(data: bytes, where: str, size: tuple[int, int] | None) -> list[Pr
     if kind is None:
         return [Problem("not_png", where, "not a PNG file")]
     try:
-        pixels = decode_png_pixels(data, where)
+        pixels = decode_png_strict(data, where)
     except InputFileError as err:
         return [Problem("corrupt_png", where, str(err))]
     problems = []
@@ -203,12 +208,12 @@ def validate(
 ) -> list[Problem]:
     """Every problem of a submission zip for the split of ``meta``; an empty list = valid.
 
-    Checks: a readable zip; no member path that could escape a folder; the layout of
-    ``format``; every listed video, expression and frame present (a missing video or
-    expression is reported once, not per frame); nothing extra; each PNG decodable, 8-bit
-    greyscale, 0 / 255 only, at the frame's size (from ``frame_root``, by default the split's
-    ``JPEGImages`` found from the meta's place; without it, the size most of the video's masks
-    have).
+    Checks: a readable zip; no member path that could escape a folder; no member name stored
+    twice; the layout of ``format``; every listed video, expression and frame present (a
+    missing video or expression is reported once, not per frame); nothing extra; each PNG whole
+    and decodable by both OpenCV and PIL, 8-bit greyscale, 0 / 255 only, at the frame's size
+    (from ``frame_root``, by default the split's ``JPEGImages`` found from the meta's place;
+    without it, the size most of the video's masks have).
     """
     prefix = _prefix(format)
     split = load_meta(meta)
@@ -222,6 +227,9 @@ def validate(
     with zf:
         files: dict[str, zipfile.ZipInfo] = {}
         unsafe: set[str] = set()
+        counts = Counter(info.filename for info in zf.infolist())
+        for name in sorted(n for n, k in counts.items() if k > 1):
+            problems.append(Problem("duplicate_member", name, f"stored {counts[name]} times"))
         for info in zf.infolist():
             try:
                 check_member(zip_path, info)

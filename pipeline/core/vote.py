@@ -10,9 +10,11 @@ With ``pairs`` and an odd number of expressions, the last one is voted alone by 
 ``"first_source"`` (votes V1/V2: source 0's mask alone) or ``"own_threshold"`` (V3/V4: every
 source votes on it alone, foreground with ``odd_min_votes`` votes, default a strict majority,
 e.g. 3 of 4). ``sigmoid_twice`` reproduces V2's bug for ``first_source``: the challenge applied
-``sigmoid(x) > 0.5`` to probabilities, which is true for every ``x > 0``, so the last mask is
-source 0's probabilities ``> 0``. Key frames: ``argmax`` of the named source's per-frame scores
-for each expression (the source's recorded key frame where it has no scores).
+``sigmoid(x) > 0.5`` to probabilities in float32, where ``sigmoid(x)`` rounds to exactly 0.5 for
+tiny ``x``, so the last mask is source 0's probabilities ``>=`` :data:`SIGMOID_TWICE_THRESHOLD`
+(the smallest float32 passing, about 8.94e-8; not ``> 0``). Key frames: ``argmax`` of the
+named source's per-frame scores for each expression (the source's recorded key frame where it
+has no scores).
 
 :func:`vote_video` is the pure per-video function; :func:`vote_mask_sets` streams videos from
 mask sources to a mask set, one group of expressions in memory at a time, in parallel processes.
@@ -38,6 +40,35 @@ from pipeline.core.parallel import process_imap
 OddPolicy = Literal["first_source", "own_threshold"]
 ODD_POLICIES: tuple[str, ...] = ("first_source", "own_threshold")
 _EPS = 1e-6
+
+
+def _float32_sigmoid_above_half(x: np.ndarray) -> np.ndarray:
+    """Float32 ``1 / (1 + exp(-x)) > 0.5``, each step rounded to float32 as ``torch.sigmoid``
+    does: ``exp`` is taken in float64 and rounded once (numpy's own float32 ``exp`` is off by
+    one ulp near 0, which changes the answer there)."""
+    e = np.exp(-np.asarray(x, np.float64)).astype(np.float32)
+    one = np.float32(1)
+    return one / (one + e) > np.float32(0.5)
+
+
+def _sigmoid_twice_threshold() -> np.float32:
+    """The smallest float32 ``x`` whose float32 ``sigmoid(x)`` exceeds 0.5 (it is monotone in
+    ``x``), found by bisection over the bit patterns of ``[0, 1]``."""
+    lo, hi = 0, int(np.array(1.0, np.float32).view(np.int32))  # sigmoid(lo) = 0.5, hi passes
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _float32_sigmoid_above_half(np.array(mid, np.int32).view(np.float32)):
+            hi = mid
+        else:
+            lo = mid
+    return np.array(hi, np.int32).view(np.float32)[()]
+
+
+SIGMOID_TWICE_THRESHOLD: np.float32 = _sigmoid_twice_threshold()
+"""Float32 ``sigmoid(p) > 0.5`` holds exactly for ``p >= SIGMOID_TWICE_THRESHOLD``, the float32
+just above ``1.5 * 2**-24`` (about 8.94e-8): below it ``exp(-p)`` rounds to within one ulp of 1,
+``1 + exp(-p)`` to 2 and the sigmoid to 0.5. Float16 probabilities are exact in float32, so the
+same comparison holds for them (the smallest float16 passing is ``2**-23``; ``2**-24`` does not)."""
 
 
 class VoteError(UserError):
@@ -82,6 +113,7 @@ class VoteSpec:
                 raise UserError(f"{name} must be positive, got {value}")
         if self.odd_policy not in ODD_POLICIES:
             raise UserError(f"odd_policy must be one of {ODD_POLICIES}, got {self.odd_policy!r}")
+        self._check_reachable()
         if self.sigmoid_twice and self.odd_policy != "first_source":
             raise UserError("sigmoid_twice applies to the 'first_source' odd policy only")
         if self.key_frame_source is not None:
@@ -92,6 +124,36 @@ class VoteSpec:
                     f"{'is not among' if hits == 0 else 'is ambiguous in'} the sources "
                     f"{list(self.sources)}"
                 )
+
+    def _check_reachable(self) -> None:
+        """Refuse thresholds above the votes a group can cast: every pixel would be background.
+
+        ``min_votes`` applies to full groups (two expressions under ``pairs``, so twice the
+        summed weights); ``odd_min_votes`` to the lone last expression of ``own_threshold``
+        under ``pairs`` (the summed weights once). Same tolerance as the comparison itself.
+        """
+        per_expression = sum(self.source_weights)
+        group = 2 if self.pairs else 1
+        what = f"{len(self.sources)} source(s)" + (
+            "" if self.weights is None else f" weighing {per_expression:g}"
+        )
+        if self.min_votes is not None and self.min_votes > per_expression * group + _EPS:
+            raise UserError(
+                f"min_votes {self.min_votes:g} is more than the {per_expression * group:g} votes "
+                f"available ({what}"
+                + (" x 2 expressions per pair" if self.pairs else "")
+                + "): every pixel would be background"
+            )
+        odd_used = self.pairs and self.odd_policy == "own_threshold"
+        if (
+            odd_used
+            and self.odd_min_votes is not None
+            and self.odd_min_votes > per_expression + _EPS
+        ):
+            raise UserError(
+                f"odd_min_votes {self.odd_min_votes:g} is more than the {per_expression:g} votes "
+                f"available on a lone last expression ({what}): every pixel would be background"
+            )
 
     @property
     def source_weights(self) -> tuple[float, ...]:
@@ -240,7 +302,8 @@ def _first_source_mask(track: Track, spec: VoteSpec, name: str, video: str, exp:
             f"video {video} expression {exp}: sigmoid_twice needs source {name!r}'s soft "
             "probabilities, and it has none"
         )
-    return track.probs > 0  # sigmoid(p) > 0.5  <=>  p > 0
+    # float32 sigmoid(p) > 0.5  <=>  p >= SIGMOID_TWICE_THRESHOLD (not p > 0: see its note)
+    return np.asarray(track.probs, np.float32) >= SIGMOID_TWICE_THRESHOLD
 
 
 def _key_frame(scores, recorded, key_index, spec, video, exp) -> int:
@@ -342,6 +405,40 @@ def _vote_job(shared: tuple, job: tuple[str, list[str]]) -> int:
     return _vote_one(sources, out, spec, *job)
 
 
+def _location(source: MaskSource) -> Path | None:
+    """Where a source's masks lie (resolved), ``None`` when it names no place on disk. A
+    submission folder is its ``Annotations`` level, so ``X`` and ``X/Annotations`` coincide."""
+    for attr in ("base", "root", "path"):
+        value = getattr(source, attr, None)
+        if isinstance(value, Path):
+            return value.resolve()
+    return None
+
+
+def _describe(source: MaskSource) -> str:
+    location = _location(source)
+    return str(location) if location is not None else repr(source)
+
+
+def _check_distinct(sources: Sequence[MaskSource], spec: VoteSpec) -> None:
+    """Refuse a source given twice (the same object or the same masks on disk): it would
+    silently cast two votes."""
+    seen: dict[object, int] = {}
+    for i, source in enumerate(sources):
+        location = _location(source)
+        keys = [("id", id(source))] + ([] if location is None else [("path", location)])
+        for key in keys:
+            if key in seen:
+                first = seen[key]
+                raise VoteError(
+                    f"source {spec.sources[i]!r} ({_describe(source)}) is given twice, as "
+                    f"source {first} and source {i}: each source votes once (use weights to "
+                    "count one more)"
+                )
+        for key in keys:
+            seen[key] = i
+
+
 def vote_mask_sets(
     sources: Sequence[MaskSource | str | Path],
     out: MaskSet | str | Path,
@@ -368,8 +465,15 @@ def vote_mask_sets(
         spec = VoteSpec(tuple(s.name for s in opened))
     if len(spec.sources) != len(opened):
         raise VoteError(f"{len(opened)} sources given, the spec names {len(spec.sources)}")
-    target = out if isinstance(out, MaskSet) else MaskSet(out, storage)
+    _check_distinct(opened, spec)
     chosen = list(videos) if videos is not None else opened[0].videos()
+    if not chosen:
+        raise VoteError(
+            f"source {spec.sources[0]!r} ({_describe(opened[0])}) holds no videos: nothing to vote"
+            if videos is None
+            else "no videos were asked for: nothing to vote"
+        )
+    target = out if isinstance(out, MaskSet) else MaskSet(out, storage)
     for name, source in zip(spec.sources, opened, strict=True):
         missing = sorted(set(chosen) - set(source.videos()))
         if missing:

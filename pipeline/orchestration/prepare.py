@@ -9,9 +9,11 @@ graph runs.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,7 +50,7 @@ def prepare_run(
     problems = preflight(cfg, selected)
     if problems:
         raise UserError("cannot start the run:\n  - " + "\n  - ".join(problems))
-    dataset = prepare_dataset(cfg.dataset)
+    dataset = prepare_dataset(cfg.dataset, cfg.runtime.output_root)
     split = open_split(dataset)
     output_root = Path(cfg.runtime.output_root).resolve()
     files = FileIdentities(output_root)
@@ -91,15 +93,47 @@ def preflight(cfg: LsvosConfig, selected: Sequence[Node]) -> list[str]:
     return sorted(set(problems), key=problems.index)
 
 
-def prepare_dataset(dataset: DatasetConfig) -> DatasetConfig:
-    """The dataset with its root resolved; the synthetic benchmark generated there on first
-    use."""
+def prepare_dataset(dataset: DatasetConfig, output_root: str | Path) -> DatasetConfig:
+    """The dataset with its root resolved; the synthetic benchmark generated there on first use.
+
+    Generation happens only under ``output_root`` (the default root) or into a folder that
+    already exists: a mistyped ``dataset.root`` is refused, never turned into a new dataset. Runs
+    started together on a fresh outputs folder generate it once, under a file lock beside it.
+    """
     root = Path(dataset.root).resolve()
     synthetic = dataset.synthetic
-    if synthetic and synthetic.generate and not (root / "meta_expressions").is_dir():
+    if synthetic and synthetic.generate and not _synthetic_complete(root):
+        inside = root.is_relative_to(Path(output_root).resolve())
+        if not inside and not root.is_dir():
+            raise UserError(
+                f"dataset root not found: {root}; the synthetic benchmark is generated on first "
+                f"use only under runtime.output_root or into an existing folder (write it with "
+                f"`lsvos data synth --out {root}`, or fix dataset.root)"
+            )
         from pipeline.core.data import write_synthetic_benchmark
 
-        write_synthetic_benchmark(root, seed=synthetic.seed, videos=synthetic.videos)
+        with _generation_lock(root):
+            if not _synthetic_complete(root):  # another run may have finished it meanwhile
+                write_synthetic_benchmark(root, seed=synthetic.seed, videos=synthetic.videos)
     if not root.is_dir():
         raise UserError(f"dataset root not found: {root} (set dataset.root=...)")
     return replace(dataset, root=str(root))
+
+
+def _synthetic_complete(root: Path) -> bool:
+    """Every split's expression meta is written (the generator writes them last)."""
+    from pipeline.core.data.synth import SPLITS
+
+    return all((root / "meta_expressions" / s / "meta_expressions.json").is_file() for s in SPLITS)
+
+
+@contextlib.contextmanager
+def _generation_lock(root: Path) -> Iterator[None]:
+    """An exclusive lock on ``<parent>/.<name>.lock``, held while the benchmark is written."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

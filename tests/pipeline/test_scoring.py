@@ -242,3 +242,58 @@ def test_range_queries_equal_dilation_counts() -> None:
             continue
         dense = np.count_nonzero(a.view(np.uint8) & cv2.dilate(b.view(np.uint8), shape.kernel))
         assert _count_near(np.flatnonzero(a), np.flatnonzero(b), W, H, shape) == dense
+
+
+def test_missing_expressions_are_named_in_the_table_and_summary() -> None:
+    from pipeline.core.scoring import ExpressionScore, ScoreTable
+
+    rows = [
+        ExpressionScore("vid", "0", 0.0, 0.0, 3, missing=True),
+        ExpressionScore("vid", "1", 1.0, 1.0, 3),
+        ExpressionScore("vid", "3", 0.0, 0.0, 3, missing=True),
+    ]
+    table = ScoreTable(rows, "mevis")
+    assert table.missing_pairs == [("vid", "0"), ("vid", "3")]
+    assert table.missing == ["vid/0", "vid/3"]
+    assert table.to_dict()["missing"] == ["vid/0", "vid/3"]
+    assert abs(table.JF - 1 / 3) < 1e-12  # the stricter rule: a missing expression counts 0
+    lines = table.summary().splitlines()
+    assert lines[0].startswith("J&F 33.33") and lines[1].startswith(
+        "missing: 2 expressions (vid/0, vid/3)"
+    )
+    one = ScoreTable(rows[:2], "ytvos")
+    assert one.missing_report() == "missing: 1 expression (vid/0), scored 0"
+    many = ScoreTable([ExpressionScore("v", str(i), 0, 0, 1, missing=True) for i in range(5)], "")
+    assert many.missing_report(limit=2) == "missing: 5 expressions (v/0, v/1, ... 3 more), scored 0"
+    assert ScoreTable(rows[1:2], "ytvos").missing_report() == ""
+    assert "\n" not in ScoreTable(rows[1:2], "ytvos").summary()
+
+
+def test_a_missing_expression_of_a_predicted_video_scores_zero_and_eval_names_it(
+    synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    ds = open_dataset("ytvos", synth, "valid")
+    partial = MaskSet(tmp_path / "partial")
+    dropped = []
+    for video in ds.videos():
+        exps = ds.expressions(video.id)
+        dropped.append((video.id, exps[0].id))
+        for exp in exps[1:]:
+            partial.write(
+                video.id, exp.id, Track(video.frame_ids, ds.ground_truth(video.id, exp.id))
+            )
+        partial.mark_complete(video.id)
+    table = score_mask_set(partial, ds)
+    assert table.missing_pairs == dropped
+    n = len(table.rows)
+    assert abs(table.J - (n - len(dropped)) / n) < 1e-12  # each dropped one counts as 0
+    argv = ["eval", "--pred", str(tmp_path / "partial"), "--gt", str(synth), "--split", "valid"]
+    assert main(argv) == 0
+    names = ", ".join(f"{v}/{e}" for v, e in dropped)
+    out = capsys.readouterr().out
+    assert f"missing: {len(dropped)} expressions ({names}), scored 0" in out
+    import pipeline.core.scoring as scoring
+
+    monkeypatch.setattr(scoring, "MISSING_SHOWN", 1)
+    assert main(argv) == 0
+    assert "(--json or --csv lists them all)" in capsys.readouterr().out

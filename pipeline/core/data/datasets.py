@@ -8,11 +8,16 @@ frames, sizes or ground truth are asked for. Expression order is the meta file's
   ``ROOT/<split>/JPEGImages``; the valid split is the valid meta's videos minus the test meta's
   (the valid meta of Ref-YouTube-VOS also lists the 305 test videos). Ground truth, where
   ``ROOT/<split>/Annotations`` exists and expressions carry ``obj_id``: annotation == obj_id.
+  An ``obj_id`` that no annotation has is refused: checked against the split's ``meta.json``
+  object listing when opening (no PNG is read), else against the decoded annotations.
 * ``mevis``: ``ROOT/<split>/meta_expressions.json`` and ``JPEGImages``; ground truth = union of
   the expression's ``anno_id`` masks in ``ROOT/<split>/mask_dict.json`` (COCO RLE, ``null`` =
   absent in that frame).
 * ``davis``: Ref-DAVIS17 converted to the Ref-YouTube-VOS layout (ReferFormer's
   ``convert_davis_to_ytvos.py``); like ``ytvos`` without the valid-minus-test rule.
+
+Video, expression and frame ids are joined into paths, so an id that is empty, ``.``, ``..``
+or holds ``/`` or a backslash is refused when the meta is read.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 
@@ -93,10 +98,24 @@ def _parse_obj_ids(value: Any) -> tuple[int, ...] | None:
         return None
 
 
+def _check_id(path: Path, kind: str, value: str, video: str | None = None) -> str:
+    """``value`` if it is safe to join into a path (one plain path component), else an
+    :class:`InputFileError` naming the meta file, the kind of id and the id."""
+    if value in ("", ".", "..") or "/" in value or "\\" in value or "\0" in value:
+        where = f" of video {video!r}" if video is not None else ""
+        raise InputFileError(
+            f"{path}: {kind} id {value!r}{where} is not a plain name (empty, '.', '..', or "
+            "holding '/' or a backslash); ids are joined into paths"
+        )
+    return value
+
+
 def read_split_meta(path: str | Path, *, exclude: str | Path | None = None) -> SplitMeta:
     """Parse a ``meta_expressions.json``; videos listed in ``exclude`` (a meta path) are left out.
 
-    Raises :class:`InputFileError` naming the file and the video on a malformed entry.
+    Raises :class:`InputFileError` naming the file and the video on a malformed entry, and
+    naming the file and the id when a video, expression or frame id is not a plain path
+    component (see :func:`_check_id`).
     """
     path = Path(path)
     raw = read_json(path)
@@ -110,12 +129,13 @@ def read_split_meta(path: str | Path, *, exclude: str | Path | None = None) -> S
     for vid in sorted(raw["videos"]):
         if vid in excluded:
             continue
+        _check_id(path, "video", vid)
         entry = raw["videos"][vid]
         try:
-            frames = tuple(str(f) for f in entry["frames"])
+            frames = tuple(_check_id(path, "frame", str(f), vid) for f in entry["frames"])
             exps = tuple(
                 Expression(
-                    str(eid),
+                    _check_id(path, "expression", str(eid), vid),
                     str(e["exp"]),
                     _parse_obj_ids(e.get("obj_id")),
                     tuple(str(a) for a in e["anno_id"]) if "anno_id" in e else None,
@@ -227,12 +247,57 @@ class YTVOSDataset(RVOSDataset):
             root, split, read_split_meta(meta_path, exclude=exclude), root / split / "JPEGImages"
         )
         self.annotation_root = root / split / "Annotations"
+        self.objects_path = root / split / "meta.json"
+        if self.annotation_root.is_dir():
+            self._check_listed_objects()
 
     @functools.cached_property
     def has_ground_truth(self) -> bool:
         if not self.annotation_root.is_dir():
             return False
         return all(e.obj_ids is not None for _, exps in self.meta.videos.values() for e in exps)
+
+    @functools.cached_property
+    def _listed_objects(self) -> dict[str, frozenset[int]] | None:
+        """The annotated object ids per video from the split's ``meta.json``
+        (``{"videos": {v: {"objects": {id: ...}}}}``), or ``None`` where there is no such file."""
+        if not self.objects_path.is_file():
+            return None
+        raw = read_json(self.objects_path)
+        if not isinstance(raw, dict) or not isinstance(raw.get("videos"), dict):
+            raise InputFileError(f"{self.objects_path}: expected an object with a 'videos' mapping")
+        listed: dict[str, frozenset[int]] = {}
+        for vid, entry in raw["videos"].items():
+            try:
+                listed[str(vid)] = frozenset(int(k) for k in entry["objects"])
+            except (KeyError, TypeError, ValueError, AttributeError) as err:
+                raise InputFileError(
+                    f"{self.objects_path}: malformed objects of video {vid}: {err!r}"
+                ) from err
+        return listed
+
+    def _unknown_object(self, video_id: str, exp: Expression, obj_id: int, source: str) -> NoReturn:
+        """Raise the error naming the meta file, video, expression, obj_id and what was searched."""
+        raise InputFileError(
+            f"{self.meta.path}: video {video_id} expression {exp.id} names obj_id {obj_id}, "
+            f"which no annotation has ({source})"
+        )
+
+    def _check_listed_objects(self) -> None:
+        """Refuse an expression whose ``obj_id`` the split's ``meta.json`` does not list for its
+        video (cheap: no PNG is read). Videos that file does not list are checked against their
+        decoded annotations by :meth:`ground_truth` instead."""
+        listed = self._listed_objects
+        if listed is None:
+            return
+        for vid, (_, exps) in self.meta.videos.items():
+            known = listed.get(vid)
+            if known is None:
+                continue
+            for exp in exps:
+                for obj_id in exp.obj_ids or ():
+                    if obj_id not in known:
+                        self._unknown_object(vid, exp, obj_id, f"not listed in {self.objects_path}")
 
     def _labels(self, video_id: str) -> np.ndarray:
         """The video's annotations as ``T x H x W uint8`` ids; the last video's are kept, since
@@ -260,6 +325,12 @@ class YTVOSDataset(RVOSDataset):
         if exp.obj_ids is None or not self.annotation_root.is_dir():
             return None
         labels = self._labels(video_id)
+        listed = self._listed_objects
+        if listed is None or video_id not in listed:  # not checked when opening: check here
+            for obj_id in exp.obj_ids:
+                if not (0 <= obj_id <= np.iinfo(labels.dtype).max) or not np.any(labels == obj_id):
+                    where = self.annotation_root / video_id
+                    self._unknown_object(video_id, exp, obj_id, f"none of the PNGs in {where}")
         return np.isin(labels, np.asarray(exp.obj_ids, dtype=labels.dtype))
 
 

@@ -116,4 +116,11 @@ def import_masks(
 
 
 def _where(src: object) -> str:
-    return str(getattr(src, "root", getattr(src, "path", src)))
+    """How an error names the source: its path (a ``Path`` has a ``root`` too, so first)."""
+    if isinstance(src, (str, Path)):
+        return str(src)
+    for attr in ("path", "root"):
+        value = getattr(src, attr, None)
+        if isinstance(value, (str, Path)):
+            return str(value)
+    return str(getattr(src, "name", src))

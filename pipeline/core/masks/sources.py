@@ -176,6 +176,11 @@ class ZipSource:
         except FileNotFoundError as err:
             raise InputFileError(f"zip not found: {self.path}") from err
         pngs = [(i, m) for i, m in zip(infos, members, strict=True) if m.suffix == ".png"]
+        if not pngs:
+            raise InputFileError(
+                f"{self.path}: the zip holds no PNG masks (expected [Annotations/]<video>/<exp>/"
+                "<frame>.png)"
+            )
         self._index: dict[str, dict[str, dict[str, str]]] = {}
         strip = self._prefix_depth([m for _, m in pngs])
         for info, member in pngs:
