@@ -29,6 +29,7 @@ from models.common.producer_family import DATASET_NAMES, BuildError, ProducerFam
 from models.mutr.entry import FAMILY as MUTR
 from models.referformer.entry import FAMILY as REFERFORMER
 from models.sgmg.entry import FAMILY as SGMG
+from models.shared.checkpoint import load_state_strict
 from models.soc.entry import FAMILY as SOC
 from models.uninext.entry import FAMILY as UNINEXT
 
@@ -116,7 +117,8 @@ def build_network(name: str, weights: Weights) -> nn.Module:
     if isinstance(weights, OfficialWeights):
         network = record.from_official(weights.checkpoint, weights.variant, weights.where)
     else:
-        network = record.from_project(weights.config, weights.state, weights.where)
+        network = record.from_config(weights.config, weights.where)
+        load_state_strict(network, weights.state, what=weights.where)
     return network.eval()
 
 

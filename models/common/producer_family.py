@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import torch
 from torch import nn
 
 from models.common.producer import Producer
@@ -38,9 +37,9 @@ class ProducerFamily:
     Attributes:
         name: the family (``sgmg``, ``referformer``, ...).
         tokenizer: the Hugging Face tokenizer its text encoder was trained with.
-        from_config: (config mapping, where) -> the network with random weights.
+        from_config: (config mapping, where) -> the network with random weights; a project
+            weights file is this network with its tensors loaded strictly (:mod:`models.build`).
         from_official: (official checkpoint dict, variant, where) -> the network, loaded strictly.
-        from_project: (config mapping, state dict, where) -> the network, loaded strictly.
         wrap: (network, dataset ``ytvos`` / ``davis`` / ``mevis``, options) -> its producer
             running the family's inference protocol with ``options`` overriding it.
         parity: the family's parity module (``run_parity`` / ``convert_parity``), if any.
@@ -50,6 +49,5 @@ class ProducerFamily:
     tokenizer: str
     from_config: Callable[[Mapping[str, Any], str], nn.Module]
     from_official: Callable[[Mapping[str, object], str, str], nn.Module]
-    from_project: Callable[[Mapping[str, Any], Mapping[str, torch.Tensor], str], nn.Module]
     wrap: Callable[[nn.Module, str, Mapping[str, Any]], Producer]
     parity: ModuleType | None = None

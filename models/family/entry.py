@@ -21,7 +21,6 @@ from models.family.config import FamilyConfig, released_config
 from models.family.convert import CheckpointLayout, load_official
 from models.family.model import ReferFormer
 from models.family.producer import FamilyProducer, protocol_for
-from models.shared.checkpoint import load_state_strict
 from models.shared.typed import from_dict
 
 SWIN_SIZES: dict[str, str] = {"vswint": "tiny", "vswins": "small", "vswinb": "base"}
@@ -57,13 +56,6 @@ def family_entry(
         load_official(model, checkpoint, layout)
         return model
 
-    def from_project(
-        config: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str
-    ) -> ReferFormer:
-        model = from_config(config, where)
-        load_state_strict(model, state, what=where)
-        return model
-
     def wrap(model: torch.nn.Module, dataset: str, options: Mapping[str, Any]) -> Producer:
         protocol = protocol_for(name, DATASET_NAMES[dataset], **options)
         return FamilyProducer(model, protocol)  # type: ignore[arg-type]
@@ -73,7 +65,6 @@ def family_entry(
         tokenizer=HF_TOKENIZER,
         from_config=from_config,
         from_official=from_official,
-        from_project=from_project,
         wrap=wrap,
         parity=parity,
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
 from models.common.producer import Producer
@@ -16,7 +15,6 @@ from models.sgmg import parity
 from models.sgmg.build import PRESETS, SgMgConfig, build_sgmg
 from models.sgmg.convert import load_official
 from models.sgmg.producer import PROTOCOLS, SgMgProducer
-from models.shared.checkpoint import load_state_strict
 from models.shared.typed import from_dict, replace_fields
 
 VARIANT_PRESETS: dict[str, str] = {"vswint": "video_swin_t", "vswinb": "video_swin_b"}
@@ -38,15 +36,6 @@ def from_official(checkpoint: Mapping[str, object], variant: str, where: str) ->
     return model
 
 
-def from_project(
-    config: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str
-) -> nn.Module:
-    """The SgMg of a project weights file (config + state dict, strict)."""
-    model = from_config(config, where)
-    load_state_strict(model, state, what=where)
-    return model
-
-
 def wrap(model: nn.Module, dataset: str, options: Mapping[str, Any]) -> Producer:
     """SgMg's protocol on ``dataset`` (``ytvos`` / ``davis`` / ``mevis``), ``options`` applied."""
     protocol = replace_fields(PROTOCOLS[dataset], options, where="SgMg protocol options")
@@ -58,7 +47,6 @@ FAMILY = ProducerFamily(
     tokenizer="roberta-base",
     from_config=from_config,
     from_official=from_official,
-    from_project=from_project,
     wrap=wrap,
     parity=parity,
 )

@@ -130,11 +130,3 @@ def load_official_weights(
     state, skipped = convert_official(official, model.num_dec_layers)
     load_state_strict(model, state, what=what)
     return KeyReport(loaded=sorted(state), skipped=skipped)
-
-
-def load_port_weights(
-    model: UninextModel, state: Mapping[str, torch.Tensor], *, what: str = "UNINEXT weights"
-) -> KeyReport:
-    """Load a state dict saved from this port (e.g. ``weights/uninext_tiny.safetensors``)."""
-    load_state_strict(model, state, what=what)
-    return KeyReport(loaded=sorted(state))

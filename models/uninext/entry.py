@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-import torch
 from torch import nn
 
 from models.common.producer import Producer
@@ -16,7 +15,7 @@ from models.common.producer_family import BuildError, ProducerFamily
 from models.shared.checkpoint import extract_state_dict
 from models.shared.typed import from_dict
 from models.uninext import parity
-from models.uninext.convert import load_official_weights, load_port_weights
+from models.uninext.convert import load_official_weights
 from models.uninext.model import UninextModel, build_uninext
 from models.uninext.producer import UninextProducer
 from models.uninext.spec import UninextSpec, variant_spec
@@ -40,15 +39,6 @@ def from_official(checkpoint: Mapping[str, object], variant: str, where: str) ->
     return model
 
 
-def from_project(
-    config: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str
-) -> UninextModel:
-    """The UNINEXT of a project weights file (spec + state dict, strict)."""
-    model = from_config(config, where)
-    load_port_weights(model, state, what=where)
-    return model
-
-
 def wrap(model: nn.Module, dataset: str, options: Mapping[str, Any]) -> Producer:
     """UNINEXT's protocol (the same on every dataset); ``short_side`` / ``max_size`` set the
     network's test size (``spec.min_size`` / ``spec.max_size``)."""
@@ -67,7 +57,6 @@ FAMILY = ProducerFamily(
     tokenizer="bert-base-uncased",
     from_config=from_config,
     from_official=from_official,
-    from_project=from_project,
     wrap=wrap,
     parity=parity,
 )

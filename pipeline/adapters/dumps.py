@@ -77,7 +77,7 @@ def import_dump(
             continue
         frames, exps = meta.videos[video]
         order = [e.id for e in exps if e.id in dump[video]]
-        try:
+        with out.writing(video):
             keys = {}
             for exp in order:
                 entry = dump[video][exp]
@@ -102,9 +102,6 @@ def import_dump(
                 keys[exp] = track.key_frame()
             out.write_key_frames(video, keys)
             out.mark_complete(video, order)
-        except BaseException:
-            out.discard(video)
-            raise
         done += 1
         n_exp += len(order)
     return ImportReport(done, n_exp, skipped)

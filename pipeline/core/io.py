@@ -56,11 +56,17 @@ MASK_PNG_PARAMS = (
 # atomic writes
 
 
+def temp_sibling(path: Path) -> Path:
+    """A new temporary sibling of ``path``: ``.<name>.<8 hex digits>.tmp`` (matched by
+    :func:`temp_sibling_pattern`)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary sibling and :func:`os.replace`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_sibling(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -144,7 +150,7 @@ def locked_temp_file(path: str | Path) -> Iterator[tuple[Path, BinaryIO]]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_sibling(path)
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         if fcntl is not None:

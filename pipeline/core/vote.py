@@ -385,7 +385,7 @@ def _vote_one(
     tracks = [_LazyTracks(s, video) for s in sources]
     recorded = [s.key_frames(video) for s in sources] if spec.key_frame_source else None
     keys: dict[str, int] = {}
-    try:
+    with out.writing(video):
         for group_tracks, group_keys in iter_vote_video(
             tracks, order, spec, recorded_key_frames=recorded, video=video
         ):
@@ -394,9 +394,6 @@ def _vote_one(
         if keys:
             out.write_key_frames(video, keys)
         out.mark_complete(video, list(order))
-    except BaseException:
-        out.discard(video)
-        raise
     return len(order)
 
 

@@ -89,7 +89,7 @@ def import_masks(
             continue
         if video not in available:
             raise InputFileError(f"{_where(src)}: no predictions for video {video}")
-        try:
+        with out.writing(video):
             frames = meta.videos[video][0] if meta is not None else None
             for exp in exps:
                 track = source.read(video, exp)
@@ -107,9 +107,6 @@ def import_masks(
             if chosen:
                 out.write_key_frames(video, {e: i for e, i in chosen.items() if e in exps})
             out.mark_complete(video, exps)
-        except BaseException:
-            out.discard(video)
-            raise
         done += 1
         n_exp += len(exps)
     return ImportReport(done, n_exp, skipped)

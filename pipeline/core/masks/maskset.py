@@ -18,9 +18,10 @@ Different videos can be written by different processes at once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +260,17 @@ class MaskSet:
         self._key_frames_path(video).unlink(missing_ok=True)
         for sub in ("tracks", "Annotations", "probs"):
             shutil.rmtree(self.root / sub / video, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def writing(self, video: str) -> Iterator[None]:
+        """Write ``video`` inside this block: if anything in it fails (an interrupt included),
+        what was written for the video is discarded before the error goes on, so a partial
+        video never stays behind."""
+        try:
+            yield
+        except BaseException:
+            self.discard(video)
+            raise
 
     # ---------------------------------------------------------------------------- exchange
 

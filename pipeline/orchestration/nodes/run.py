@@ -26,11 +26,8 @@ def run_node_video(job: NodeJob, video: str) -> dict[str, Any]:
     start = time.perf_counter()
     out = MaskSet(job.out_dir)
     out.discard(video)  # a forced recompute, or the remains of an interrupted one
-    try:
+    with out.writing(video):
         NODE_WORK[job.kind](job, video, out)
-    except BaseException:
-        out.discard(video)
-        raise
     return {
         "node": job.name,
         "video": video,
