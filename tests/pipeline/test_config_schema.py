@@ -175,7 +175,6 @@ def test_runtime_option_composes(runtime: str, places: dict[str, Path]) -> None:
 def test_schema_families_are_the_libraries_registries() -> None:
     """A family the schema accepts is one the libraries build, and the other way round."""
     from models.build import PRODUCER_FAMILIES
-
     from vos.build import ENGINE_FAMILIES
 
     assert {str(f) for f in ProducerFamily} == {*PRODUCER_FAMILIES, "import"}
