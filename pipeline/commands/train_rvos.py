@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from pipeline.core.errors import UserError
 from pipeline.training.runs import add_run_arguments, command_line, work_folder
 
@@ -86,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None or (args.data is None and not args.eval_only):
         raise UserError("--out and --data are required (or --list)")
+    import torch
+
     torch.set_num_threads(max(1, args.threads))
     if args.eval_only:
         if args.data is None:

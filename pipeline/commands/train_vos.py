@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from pipeline.core.errors import UserError
 from pipeline.training.runs import add_run_arguments, append_log, command_line, work_folder
 
@@ -58,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train (or, with ``--eval-only``, score) the engine (``pipeline.training.vos_run``)."""
+    import torch
+
     torch.set_num_threads(max(1, args.threads))
     if args.data is None:
         raise UserError("--data is required")

@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from pipeline.core.io import atomic_write_bytes
 
 
@@ -51,6 +49,8 @@ def append_log(work: Path, record: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` written atomically (:func:`pipeline.core.io.atomic_write_bytes`)."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
