@@ -32,12 +32,12 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lsvos-bench-flow-"))
     os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
-    from pipeline.orchestration.serve import ensure_server, use_server
+    from pipeline.orchestration.server import ensure_server, prefect_api
 
     server = ensure_server(args.port)
-    use_server(server.url, persist=False)
     try:
-        run(work, args.videos)
+        with prefect_api(server.url):
+            run(work, args.videos)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

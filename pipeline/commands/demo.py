@@ -17,6 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-server", action="store_true", help="leave a server started here running"
     )
+    parser.add_argument(
+        "--server-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for a server started here to answer (default 600)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.orchestration.serve import run_demo
 
-    report_md = run_demo(args.port, args.overrides, keep_server=args.keep_server)
+    report_md = run_demo(
+        args.port, args.overrides, keep_server=args.keep_server, server_timeout=args.server_timeout
+    )
     report = json.loads(report_md.with_name("report.json").read_text())
     print()
     print(report_md.read_text())

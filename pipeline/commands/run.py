@@ -15,7 +15,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refresh", action="store_true", help="recompute even cached outputs")
     parser.add_argument("--refresh-nodes", nargs="+", help="recompute these nodes")
     parser.add_argument(
-        "--port", type=int, default=None, help="use the Prefect server on this port if it answers"
+        "--port",
+        type=int,
+        default=None,
+        help="the Prefect server's port: one answering there is used, else one is started there "
+        "for this run (default: reuse 4200 if it answers, else a private server on a free port)",
+    )
+    parser.add_argument(
+        "--server-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for a server started for this run to answer (default 600)",
     )
 
 
@@ -31,26 +41,25 @@ def split_overrides(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     split_overrides(args)
-
-    from pipeline.orchestration.serve import DEFAULT_PORT, api_url, server_healthy, use_server
-
-    url = os.environ.get("PREFECT_API_URL") or api_url(args.port or DEFAULT_PORT)
-    if server_healthy(url):
-        use_server(url, persist=False)  # else Prefect starts a temporary server for this run
     from pipeline.orchestration.config import compose_config
-    from pipeline.orchestration.flow import lsvos_2stage
 
-    compose_config(args.overrides)  # fail on a bad config before Prefect starts
-    summary = lsvos_2stage(
-        overrides=list(args.overrides),
-        nodes=args.nodes,
-        stages=args.stages,
-        refresh=args.refresh,
-        refresh_nodes=args.refresh_nodes,
-    )
+    compose_config(args.overrides)  # fail on a bad config before a server starts
+    from pipeline.orchestration.flow import lsvos_2stage
+    from pipeline.orchestration.server import prefect_api, server_for_run
+
+    server = server_for_run(args.port, args.server_timeout)
+    try:
+        with prefect_api(server.url):
+            summary = lsvos_2stage(
+                overrides=list(args.overrides),
+                nodes=args.nodes,
+                stages=args.stages,
+                refresh=args.refresh,
+                refresh_nodes=args.refresh_nodes,
+            )
+    finally:
+        server.stop()
     print(f"\nreport: {summary['report_md']}")
     if summary.get("submission"):
         sub = summary["submission"]

@@ -13,22 +13,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, default=1, help="flow runs executed at the same time (default 1)"
     )
+    parser.add_argument(
+        "--set-profile",
+        action="store_true",
+        help="also write PREFECT_API_URL into the active Prefect profile (default: only print "
+        "the line to export in another shell)",
+    )
+    parser.add_argument(
+        "--server-timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for a server started here to answer (default 600)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.orchestration.serve import ensure_server, serve_deployments, use_server
+    from pipeline.orchestration.serve import serve_deployments
+    from pipeline.orchestration.server import ensure_server, prefect_api, set_profile_api_url
 
-    server = ensure_server(args.port)
-    how = "started" if server.process else "reusing"
+    server = ensure_server(args.port, args.server_timeout, private=True)
+    how = "started" if server.started_here else "reusing"
     print(f"{how} the Prefect server at {server.url} (UI: {server.url.removesuffix('/api')})")
-    use_server(server.url, persist=True)
+    if args.set_profile:
+        set_profile_api_url(server.url)
+        print(f"wrote PREFECT_API_URL={server.url} into the active Prefect profile")
+        hint = ""
+    else:
+        hint = f"  export PREFECT_API_URL={server.url}\n"
     print(
         "serving lsvos-2stage/demo and lsvos-2stage/default; from another shell:\n"
-        "  prefect deployment run lsvos-2stage/demo --watch",
+        f"{hint}  prefect deployment run lsvos-2stage/demo --watch",
         flush=True,
     )
     try:
-        serve_deployments(limit=args.limit)
+        with prefect_api(server.url):  # this process and the flow runs it starts
+            serve_deployments(limit=args.limit)
     finally:
         server.stop()
     return 0

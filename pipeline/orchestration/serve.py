@@ -1,9 +1,10 @@
-"""Deployment: a local Prefect server (SQLite, 127.0.0.1) and the served ``lsvos-2stage`` flows.
+"""Deployment: the served ``lsvos-2stage`` flows on the local server, and the demo through them.
 
-``lsvos serve`` starts the server when none answers (or reuses it), points the Prefect client at
-it (the active profile's ``PREFECT_API_URL``, so ``prefect deployment run`` works from another
-shell), registers ``lsvos-2stage/demo`` and ``lsvos-2stage/default`` and serves them: each run
-executes in a fresh subprocess that imports ``pipeline/orchestration/flow.py``.
+``lsvos serve`` starts the server when none answers (or reuses it; :mod:`.server`), registers
+``lsvos-2stage/demo`` and ``lsvos-2stage/default`` and serves them: each run executes in a fresh
+subprocess that imports ``pipeline/orchestration/flow.py``. ``prefect deployment run`` from
+another shell needs ``PREFECT_API_URL`` pointed at the server: ``lsvos serve`` prints the line to
+export, and writes it into the active Prefect profile only with ``--set-profile``.
 """
 
 from __future__ import annotations
@@ -12,112 +13,21 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.errors import UserError
 from pipeline.orchestration.flow import FLOW_NAME, lsvos_2stage
+from pipeline.orchestration.server import (
+    DEFAULT_PORT,
+    DEFAULT_START_TIMEOUT,
+    QUIET_ENV,
+    ensure_server,
+    prefect_api,
+)
 
-DEFAULT_PORT = 4200
 DEMO_OVERRIDES = ["recipe=demo", "dataset=synth"]
-QUIET_ENV = {
-    "DO_NOT_TRACK": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-}
-
-
-def api_url(port: int = DEFAULT_PORT) -> str:
-    return f"http://127.0.0.1:{port}/api"
-
-
-def server_healthy(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
-            return response.read().strip() == b"true"
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
-
-
-@dataclass
-class ServerHandle:
-    """A running server; ``process`` is set only when this call started it."""
-
-    url: str
-    process: subprocess.Popen[bytes] | None
-    log_path: Path | None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-def prefect_home() -> Path:
-    return Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
-
-
-def ensure_server(port: int = DEFAULT_PORT, timeout: float = 180.0) -> ServerHandle:
-    """Reuse the server answering on ``port``, or start one and wait until it is healthy."""
-    url = api_url(port)
-    if server_healthy(url):
-        return ServerHandle(url, None, None)
-    home = prefect_home()
-    home.mkdir(parents=True, exist_ok=True)
-    log_path = home / f"lsvos-server-{port}.log"
-    env = {**os.environ, **QUIET_ENV}
-    env.pop("PREFECT_API_URL", None)  # the server itself must not point at another server
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server_healthy(url):
-            return ServerHandle(url, process, log_path)
-        if process.poll() is not None:
-            raise UserError(
-                f"the Prefect server exited with status {process.returncode}; see {log_path}"
-            )
-        time.sleep(0.5)
-    process.terminate()
-    raise UserError(
-        f"the Prefect server did not become healthy within {timeout:.0f} s; see {log_path}"
-    )
-
-
-def use_server(url: str, persist: bool = True) -> None:
-    """Point this process (and, with ``persist``, the active Prefect profile) at ``url``."""
-    os.environ["PREFECT_API_URL"] = url
-    os.environ.update({k: os.environ.get(k, v) for k, v in QUIET_ENV.items()})
-    if persist:
-        subprocess.run(
-            [sys.executable, "-m", "prefect", "config", "set", f"PREFECT_API_URL={url}"],
-            check=True,
-            capture_output=True,
-        )
 
 
 def serve_deployments(limit: int | None = 1) -> None:
@@ -159,7 +69,10 @@ def wait_for_deployment(name: str, timeout: float = 180.0, serve: Any = None) ->
 
 
 def run_demo(
-    port: int = DEFAULT_PORT, overrides: Sequence[str] = (), keep_server: bool = False
+    port: int = DEFAULT_PORT,
+    overrides: Sequence[str] = (),
+    keep_server: bool = False,
+    server_timeout: float = DEFAULT_START_TIMEOUT,
 ) -> Path:
     """The README's main command: the demo through the real deployment path.
 
@@ -168,17 +81,15 @@ def run_demo(
     the run, and returns its ``report.md``. The serve process (and a server started here, unless
     ``keep_server``) is stopped at the end.
     """
-    server = ensure_server(port)
-    use_server(server.url, persist=True)
+    server = ensure_server(port, server_timeout, private=not keep_server)
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     serve = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
         env={**os.environ, **QUIET_ENV, "PREFECT_API_URL": server.url},
     )
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.url}):
+        with prefect_api(server.url):
             wait_for_deployment(f"{FLOW_NAME}/demo", serve=serve)
             run_name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
             parameters = {
