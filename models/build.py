@@ -100,6 +100,15 @@ def family(name: str, where: str = "producer") -> ProducerFamily:
     return FAMILIES[name]
 
 
+def variant_problem(name: str, variant: str) -> str | None:
+    """Why ``variant`` is not a released variant of family ``name`` (None: it is), found without
+    reading any weights; an unknown family raises :class:`BuildError`."""
+    known = family(name).variants
+    if str(variant) in known:
+        return None
+    return f"{name} variant must be one of {list(known)}, not {str(variant)!r}"
+
+
 def tokenizer_name(name: str) -> str:
     """The Hugging Face tokenizer of the family's text encoder (``roberta-base``,
     ``bert-base-uncased`` for UNINEXT)."""

@@ -42,6 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"lsvos {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # last resort: a write the filesystem refused, outside the writers
+        import errno
+
+        if err.errno not in {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS}:
+            raise
+        where = err.filename if err.filename is not None else "unknown path"
+        print(f"lsvos {args.command}: error: {err.strerror}: {where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lsvos {args.command}: interrupted", file=sys.stderr)
         return 130

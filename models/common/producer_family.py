@@ -43,6 +43,7 @@ class ProducerFamily:
         wrap: (network, dataset ``ytvos`` / ``davis`` / ``mevis``, options) -> its producer
             running the family's inference protocol with ``options`` overriding it.
         parity: the family's parity module (``run_parity`` / ``convert_parity``), if any.
+        variants: the released variants ``from_official`` builds (checked before any load).
     """
 
     name: str
@@ -51,3 +52,4 @@ class ProducerFamily:
     from_official: Callable[[Mapping[str, object], str, str], nn.Module]
     wrap: Callable[[nn.Module, str, Mapping[str, Any]], Producer]
     parity: ModuleType | None = None
+    variants: tuple[str, ...] = ()

@@ -67,4 +67,5 @@ def family_entry(
         from_official=from_official,
         wrap=wrap,
         parity=parity,
+        variants=tuple(sorted(SWIN_SIZES)),
     )

@@ -49,4 +49,5 @@ FAMILY = ProducerFamily(
     from_official=from_official,
     wrap=wrap,
     parity=parity,
+    variants=tuple(sorted(VARIANT_PRESETS)),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,9 +184,12 @@ SAFE_CHECKPOINT_GLOBALS: tuple[object, ...] = (argparse.Namespace,)
 
 
 def read_checkpoint(
-    path: str | Path, *, extra_safe_globals: Iterable[object] = ()
+    path: str | Path, *, extra_safe_globals: Iterable[object] = (), mmap: bool = False
 ) -> dict[str, object]:
     """Read a ``.pth``/``.pt``/``.tar`` (``weights_only=True``) or ``.safetensors`` file.
+
+    ``mmap``: map a pickle file's tensors instead of reading them (a cheap check that the file
+    loads; files in torch's legacy format, which cannot be mapped, are read whole).
 
     Only tensors, plain containers and the allow-listed globals (:data:`SAFE_CHECKPOINT_GLOBALS`
     plus ``extra_safe_globals``) can be unpickled: a file carrying any other object is refused with
@@ -204,7 +208,8 @@ def read_checkpoint(
     allowed = [*SAFE_CHECKPOINT_GLOBALS, *extra_safe_globals]
     try:
         with torch.serialization.safe_globals(allowed):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            mappable = mmap and zipfile.is_zipfile(path)  # legacy files cannot be mapped
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mappable)
     except Exception as err:  # pickle.UnpicklingError, RuntimeError, zip errors...
         raise CheckpointError(
             f"refusing to load {path}: it is not a plain weights file "

@@ -18,7 +18,7 @@ from models.uninext import parity
 from models.uninext.convert import load_official_weights
 from models.uninext.model import UninextModel, build_uninext
 from models.uninext.producer import UninextProducer
-from models.uninext.spec import UninextSpec, variant_spec
+from models.uninext.spec import VARIANTS, UninextSpec, variant_spec
 
 OPTIONS: tuple[str, ...] = ("short_side", "max_size")
 
@@ -59,4 +59,5 @@ FAMILY = ProducerFamily(
     from_official=from_official,
     wrap=wrap,
     parity=parity,
+    variants=tuple(sorted(VARIANTS)),
 )

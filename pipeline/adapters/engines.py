@@ -19,8 +19,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.shared.checkpoint import read_checkpoint
-from pipeline.adapters.weights import inference_scales, is_project_weights, load_project_weights
+from models.shared.checkpoint import CheckpointError, read_checkpoint
+from pipeline.adapters.weights import (
+    checkpoint_problem,
+    checkpoint_user_error,
+    file_stamp,
+    inference_scales,
+    is_project_weights,
+    load_project_weights,
+)
 from pipeline.core.errors import UserError
 from vos.build import (
     ENGINE_FAMILIES,
@@ -38,6 +45,8 @@ if TYPE_CHECKING:  # the schema's types; adapters import nothing of the orchestr
 
 _LOCK = threading.Lock()
 _PROPAGATORS: dict[str, PropagationEngine] = {}
+# a build that failed fails again at once while its checkpoint file is unchanged
+_FAILED_BUILDS: dict[str, tuple[tuple[int, int] | None, UserError]] = {}
 
 
 def engine_problems(where: str, settings: EngineConfig) -> list[str]:
@@ -52,10 +61,14 @@ def engine_problems(where: str, settings: EngineConfig) -> list[str]:
     checkpoint = settings.checkpoint
     if not checkpoint or not Path(checkpoint).is_file():
         problems.append(f"{where}.checkpoint: file not found: {checkpoint}")
-    elif known and not is_project_weights(checkpoint):
-        problem = variant_problem(family, str(settings.variant))
+    else:
+        problem = checkpoint_problem(f"{where}.checkpoint", checkpoint)
         if problem is not None:
-            problems.append(f"{where}.variant: {problem}")
+            problems.append(problem)
+        elif known and not is_project_weights(checkpoint):
+            problem = variant_problem(family, str(settings.variant))
+            if problem is not None:
+                problems.append(f"{where}.variant: {problem}")
     return problems
 
 
@@ -63,8 +76,17 @@ def get_propagator(settings: EngineConfig) -> PropagationEngine:
     """The engine for ``settings`` (built once per process)."""
     key = json.dumps(asdict(settings), sort_keys=True, default=str)
     with _LOCK:
+        failed = _FAILED_BUILDS.get(key)
+        stamp = file_stamp(settings.checkpoint)
+        if failed is not None and failed[0] == stamp:  # each video's task would fail the same
+            raise failed[1]
         if key not in _PROPAGATORS:
-            _PROPAGATORS[key] = engine_from_config(settings)
+            try:
+                _PROPAGATORS[key] = engine_from_config(settings)
+            except UserError as err:
+                _FAILED_BUILDS[key] = (stamp, err)
+                raise
+            _FAILED_BUILDS.pop(key, None)
         return _PROPAGATORS[key]
 
 
@@ -85,13 +107,17 @@ def engine_from_config(settings: EngineConfig) -> PropagationEngine:
         problem = variant_problem(family, str(settings.variant))
         if problem is not None:  # before reading a (large) checkpoint
             raise UserError(problem)
-        weights = EngineWeights.official(
-            read_checkpoint(path), str(settings.variant), where=str(path)
-        )
+        try:
+            state = read_checkpoint(path)
+        except CheckpointError as err:
+            raise checkpoint_user_error(path, err) from err
+        weights = EngineWeights.official(state, str(settings.variant), where=str(path))
     try:
         return build_engine(family, weights, propagator_options(settings, recorded))
     except EngineBuildError as err:
         raise UserError(str(err)) from err
+    except CheckpointError as err:  # keys that do not fit the network
+        raise checkpoint_user_error(path, err) from err
 
 
 def propagator_options(

@@ -25,8 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import models.build as library
 from models.common.producer import Producer
-from models.shared.checkpoint import read_checkpoint
-from pipeline.adapters.weights import inference_short_side, is_project_weights, load_project_weights
+from models.shared.checkpoint import CheckpointError, read_checkpoint
+from pipeline.adapters.weights import (
+    checkpoint_problem,
+    checkpoint_user_error,
+    file_stamp,
+    inference_short_side,
+    is_project_weights,
+    load_project_weights,
+)
 from pipeline.core.errors import UserError
 
 if TYPE_CHECKING:  # the schema's types; adapters import nothing of the orchestration
@@ -36,6 +43,8 @@ MODEL_FAMILIES = library.PRODUCER_FAMILIES
 
 _LOCK = threading.Lock()
 _PRODUCERS: dict[str, Producer] = {}
+# a build that failed fails again at once while its checkpoint file is unchanged
+_FAILED_BUILDS: dict[str, tuple[tuple[int, int] | None, UserError]] = {}
 _TOKENIZERS: dict[str, Any] = {}
 
 
@@ -56,6 +65,14 @@ def producer_problems(where: str, settings: ProducerConfig) -> list[str]:
     checkpoint = settings.checkpoint
     if not checkpoint or not Path(checkpoint).is_file():
         problems.append(f"{where}.checkpoint: file not found: {checkpoint}")
+    else:
+        problem = checkpoint_problem(f"{where}.checkpoint", checkpoint)
+        if problem is not None:
+            problems.append(problem)
+        elif not is_project_weights(checkpoint):  # an official file: its variant names the net
+            problem = library.variant_problem(family, str(settings.variant or ""))
+            if problem is not None:
+                problems.append(f"{where}.variant: {problem} (for {checkpoint})")
     tokenizer = settings.tokenizer
     if not tokenizer:
         problems.append(f"{where}.tokenizer: not set")
@@ -86,8 +103,17 @@ def get_producer(settings: ProducerConfig, dataset_format: str) -> Producer:
     """The producer for ``settings`` on a dataset format (built once per process)."""
     key = json.dumps([asdict(settings), str(dataset_format)], sort_keys=True, default=str)
     with _LOCK:
+        failed = _FAILED_BUILDS.get(key)
+        stamp = file_stamp(settings.checkpoint)
+        if failed is not None and failed[0] == stamp:  # each video's task would fail the same
+            raise failed[1]
         if key not in _PRODUCERS:
-            _PRODUCERS[key] = producer_from_config(settings, dataset_format)
+            try:
+                _PRODUCERS[key] = producer_from_config(settings, dataset_format)
+            except UserError as err:
+                _FAILED_BUILDS[key] = (stamp, err)
+                raise
+            _FAILED_BUILDS.pop(key, None)
         return _PRODUCERS[key]
 
 
@@ -113,9 +139,11 @@ def producer_from_config(settings: ProducerConfig, dataset_format: str) -> Produ
         if recorded is not None:  # the size the weights were scored at, unless overridden
             options.setdefault("short_side", recorded)
     else:
-        weights = library.OfficialWeights(
-            read_checkpoint(path), str(settings.variant or ""), str(path)
-        )
+        try:
+            state = read_checkpoint(path)
+        except CheckpointError as err:
+            raise checkpoint_user_error(path, err) from err
+        weights = library.OfficialWeights(state, str(settings.variant or ""), str(path))
     try:
         return library.build_producer(
             family,
@@ -127,3 +155,5 @@ def producer_from_config(settings: ProducerConfig, dataset_format: str) -> Produ
         )
     except library.BuildError as err:
         raise UserError(str(err)) from err
+    except CheckpointError as err:  # keys that do not fit the network
+        raise checkpoint_user_error(path, err) from err

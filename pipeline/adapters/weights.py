@@ -11,6 +11,7 @@ Metadata keys: ``lsvos.family`` (``sgmg``, ``referformer``, ``mutr``, ``soc``, `
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,3 +119,52 @@ def _metadata(path: Path) -> dict[str, str]:
             return dict(f.metadata() or {})
     except (OSError, RuntimeError, ValueError) as err:
         raise InputFileError(f"cannot read {path}: {err}") from err
+
+
+def checkpoint_problem(where: str, path: str | Path) -> str | None:
+    """Why the checkpoint at ``path`` (config key ``where``) cannot be read safely, in one line
+    naming both; None when it can. Cheap: a safetensors file's header, a pickle file mapped
+    with ``weights_only=True`` (nothing is run, and no tensor is read)."""
+    from models.shared.checkpoint import CheckpointError, read_checkpoint
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                f.keys()
+        except Exception as err:  # safetensors raises its own SafetensorError, OSError...
+            return f"{where}: cannot read safetensors file {path}: {_one_line(err)}"
+        return None
+    try:
+        read_checkpoint(path, mmap=True)
+    except CheckpointError as err:
+        return f"{where}: {_one_line(err)}"
+    return None
+
+
+def file_stamp(path: str | Path | None) -> tuple[int, int] | None:
+    """``(mtime in ns, size)`` of a file, None when there is none: tells a replaced file."""
+    try:
+        info = Path(str(path)).stat()
+    except (OSError, ValueError):
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+def checkpoint_user_error(path: str | Path, err: BaseException) -> InputFileError:
+    """A refused checkpoint, or one whose keys do not fit the network, as one line naming it."""
+    text = _one_line(err)
+    return InputFileError(text if str(path) in text else f"checkpoint {path}: {text}")
+
+
+def _one_line(err: BaseException, limit: int = 400) -> str:
+    """``err`` on one line: no terminal colours, torch's advice on unpickling cut to the global
+    it refused, and at most ``limit`` characters."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(err)).split())
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        head = text.split(" Weights only load failed")[0].rstrip(": ")
+        text = f"{head}: it pickles {refused.group(1)}, which weights-only loading refuses"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -9,3 +9,8 @@ class UserError(Exception):
 
 class InputFileError(UserError):
     """A file is missing, unreadable or corrupt; the message names it."""
+
+
+class OutputWriteError(UserError):
+    """Writing an output failed in the filesystem (full disk, quota, read-only, permission); the
+    message names the destination."""

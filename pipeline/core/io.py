@@ -10,11 +10,14 @@ Conventions (datasets.md, section 4):
 
 A corrupt or truncated file raises :class:`~pipeline.core.errors.InputFileError` naming it. Writes
 go to a temporary file in the destination folder and are moved into place with
-:func:`os.replace`, so a reader never sees half a file.
+:func:`os.replace`, so a reader never sees half a file; a write the filesystem refuses (full
+disk, quota, read-only) removes the temporary file and raises
+:class:`~pipeline.core.errors.OutputWriteError` naming the destination.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -37,7 +40,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.core.errors import InputFileError
+from pipeline.core.errors import InputFileError, OutputWriteError
 
 # cv2 PNG settings for masks: no row filter and zlib's RLE strategy give the fastest encode and
 # decode for two-valued images, and a file a little larger than PIL's default. The bytes depend
@@ -62,18 +65,75 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling and :func:`os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
+# errno values that mean the filesystem refused a write of an output (not a bad input): a
+# writer turns an OSError with one of these, raised while it writes, into OutputWriteError
+WRITE_ERRNOS = frozenset(
+    code
+    for code in (
+        errno.ENOSPC,
+        getattr(errno, "EDQUOT", None),
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EFBIG,
+        errno.EIO,
+    )
+    if code is not None
+)
+
+_WRITE_HINTS = {
+    errno.ENOSPC: "free space there and re-run: finished outputs are kept",
+    getattr(errno, "EDQUOT", -1): "free space in your quota and re-run: finished outputs are kept",
+    errno.EROFS: "write the outputs to a writable place",
+    errno.EACCES: "check the permissions of the folder",
+    errno.EPERM: "check the permissions of the folder",
+}
+
+
+def output_write_error(err: OSError, path: str | Path) -> OutputWriteError:
+    """An :class:`OutputWriteError` for ``err``, raised writing ``path``: one line naming it."""
+    reason = (err.strerror or str(err)).strip()
+    reason = reason[:1].lower() + reason[1:]
+    hint = _WRITE_HINTS.get(err.errno)
+    return OutputWriteError(f"{reason} writing {path}" + (f" ({hint})" if hint else ""))
+
+
+def is_write_error(err: BaseException) -> bool:
+    """Whether ``err`` is the filesystem refusing a write (full disk, quota, read-only...)."""
+    return isinstance(err, OSError) and err.errno in WRITE_ERRNOS
+
+
+@contextmanager
+def writing_output(path: str | Path, *, any_oserror: bool = False) -> Iterator[None]:
+    """Turn a filesystem write failure inside the block into :class:`OutputWriteError` naming
+    ``path``. Only errnos in :data:`WRITE_ERRNOS` are turned, unless ``any_oserror`` (for blocks
+    that do nothing but write ``path``)."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        yield
+    except OutputWriteError:
         raise
+    except OSError as err:
+        if any_oserror or is_write_error(err):
+            raise output_write_error(err, path) from err
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and :func:`os.replace`.
+
+    A filesystem failure (full disk, read-only, permission...) removes the temporary file and
+    raises :class:`OutputWriteError` naming ``path``."""
+    path = Path(path)
+    with writing_output(path, any_oserror=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_sibling(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 # A temporary sibling of a target that no live writer holds is a leftover of a killed run. With
@@ -149,16 +209,19 @@ def locked_temp_file(path: str | Path) -> Iterator[tuple[Path, BinaryIO]]:
     run removes it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    with writing_output(path, any_oserror=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_sibling(path)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        with os.fdopen(fd, "w+b", closefd=False) as f:
+        # the block's writes to f, and the flush of what f still buffers when it closes
+        with writing_output(path), os.fdopen(fd, "w+b", closefd=False) as f:
             yield tmp, f
             f.flush()
-        os.replace(tmp, path)
+        with writing_output(path, any_oserror=True):
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -195,14 +258,17 @@ def staging_dir(final: str | Path) -> Iterator[Path]:
     write never leaves a partial folder behind. An existing ``final`` is replaced as a whole.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    with writing_output(final, any_oserror=True):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
-        yield tmp
+        with writing_output(final):  # the block's writes into the folder
+            yield tmp
+        with writing_output(final, any_oserror=True):
+            replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, final)
 
 
 def replace_dir(src: Path, dest: Path) -> None:

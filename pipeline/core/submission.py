@@ -28,6 +28,7 @@ from pipeline.core.io import (
     image_size,
     locked_temp_file,
     remove_stale_temps,
+    writing_output,
 )
 from pipeline.core.masks.maskset import exp_sort_key
 from pipeline.core.masks.sources import MaskSource, check_member, open_masks
@@ -133,7 +134,8 @@ def package(
     # so sorting tracks by that folder and frames within a track sorts every member name
     jobs.sort(key=lambda job: f"{job[0]}/{job[1]}/")
     out_zip = Path(out_zip)
-    out_zip.parent.mkdir(parents=True, exist_ok=True)
+    with writing_output(out_zip, any_oserror=True):
+        out_zip.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_zip)
     with (
         locked_temp_file(out_zip) as (_, f),

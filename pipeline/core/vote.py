@@ -33,7 +33,7 @@ import numpy as np
 
 from pipeline.core.errors import UserError
 from pipeline.core.masks.maskset import MaskSet
-from pipeline.core.masks.sources import MaskSource, open_masks
+from pipeline.core.masks.sources import MaskSource, describe_source, open_masks, source_location
 from pipeline.core.masks.track import Track
 from pipeline.core.parallel import process_imap
 
@@ -402,33 +402,18 @@ def _vote_job(shared: tuple, job: tuple[str, list[str]]) -> int:
     return _vote_one(sources, out, spec, *job)
 
 
-def _location(source: MaskSource) -> Path | None:
-    """Where a source's masks lie (resolved), ``None`` when it names no place on disk. A
-    submission folder is its ``Annotations`` level, so ``X`` and ``X/Annotations`` coincide."""
-    for attr in ("base", "root", "path"):
-        value = getattr(source, attr, None)
-        if isinstance(value, Path):
-            return value.resolve()
-    return None
-
-
-def _describe(source: MaskSource) -> str:
-    location = _location(source)
-    return str(location) if location is not None else repr(source)
-
-
 def _check_distinct(sources: Sequence[MaskSource], spec: VoteSpec) -> None:
     """Refuse a source given twice (the same object or the same masks on disk): it would
     silently cast two votes."""
     seen: dict[object, int] = {}
     for i, source in enumerate(sources):
-        location = _location(source)
+        location = source_location(source)
         keys = [("id", id(source))] + ([] if location is None else [("path", location)])
         for key in keys:
             if key in seen:
                 first = seen[key]
                 raise VoteError(
-                    f"source {spec.sources[i]!r} ({_describe(source)}) is given twice, as "
+                    f"source {spec.sources[i]!r} ({describe_source(source)}) is given twice, as "
                     f"source {first} and source {i}: each source votes once (use weights to "
                     "count one more)"
                 )
@@ -466,7 +451,8 @@ def vote_mask_sets(
     chosen = list(videos) if videos is not None else opened[0].videos()
     if not chosen:
         raise VoteError(
-            f"source {spec.sources[0]!r} ({_describe(opened[0])}) holds no videos: nothing to vote"
+            f"source {spec.sources[0]!r} ({describe_source(opened[0])}) holds no videos: "
+            "nothing to vote"
             if videos is None
             else "no videos were asked for: nothing to vote"
         )

@@ -14,6 +14,8 @@ a stage label): the cache leaves it out of the node's key (:mod:`pipeline.orches
 from __future__ import annotations
 
 import enum
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from pipeline.core.errors import UserError
 
@@ -257,7 +259,7 @@ def compose_config(
         OmegaConf.resolve(cfg)
         typed = OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
-        raise UserError(f"invalid configuration: {err}") from err
+        raise UserError(f"invalid configuration: {_describe_error(err)}") from err
     finally:
         GlobalHydra.instance().clear()
     assert isinstance(typed, LsvosConfig)
@@ -280,7 +282,9 @@ def typed_node(where: str, raw: Any) -> NodeConfig:
         node = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(NODE_TYPES[kind]), raw))
     except OmegaConfBaseException as err:
         key = f"{where}.{err.full_key}" if getattr(err, "full_key", None) else where
-        raise UserError(f"invalid configuration: {key}: {getattr(err, 'msg', err)}") from err
+        wrong = _wrong_value(err)
+        detail = wrong or getattr(err, "msg", err)
+        raise UserError(f"invalid configuration: {key}: {detail}") from err
     return node  # type: ignore[return-value]
 
 
@@ -295,3 +299,74 @@ def plain_data(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain_data(v) for v in value]
     return value
+
+
+# --------------------------------------------------------------------------------------------
+# messages for values of the wrong type
+
+_TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a string"}
+_EXPECTED = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _expected(tp: Any) -> str | None:
+    """What a field of annotation ``tp`` accepts, in words (None when it cannot tell)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        parts = [_expected(a) for a in args if a is not type(None)]
+        if None in parts:
+            return None
+        text = " or ".join(p for p in parts if p)
+        return f"{text} or null" if type(None) in args else text
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in tp)
+    if origin in (list, tuple, Sequence):
+        return "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if isinstance(tp, type) and is_dataclass(tp):
+        return f"a mapping of {tp.__name__} keys"
+    return _EXPECTED.get(tp)
+
+
+def _field_type(owner: Any, key: Any) -> Any:
+    if not (isinstance(owner, type) and is_dataclass(owner)) or not isinstance(key, str):
+        return None
+    try:
+        return typing.get_type_hints(owner).get(key)
+    except (NameError, TypeError):
+        return None
+
+
+def _wrong_value(err: BaseException) -> str | None:
+    """``'abc' is not an int (expected an integer)`` for a ValidationError of a typed field."""
+    if not isinstance(err, ValidationError):
+        return None
+    tp = _field_type(getattr(err, "object_type", None), getattr(err, "key", None))
+    expected = _expected(tp) if tp is not None else None
+    if expected is None:
+        return None
+    value = getattr(err, "value", None)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        plain = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = plain[0] if len(plain) == 1 else tp
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        kind = f"a valid {tp.__name__}"
+    else:
+        kind = _TYPE_NAMES.get(tp, "of the expected type")
+    return f"{value!r} is not {kind} (expected {expected})"
+
+
+def _describe_error(err: BaseException) -> str:
+    """A one-line reason for a composition error: for a value of the wrong type, the key, the
+    value and what the key expects; else Hydra's message."""
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        wrong = _wrong_value(cause)
+        if wrong:
+            key = getattr(cause, "full_key", None) or getattr(cause, "key", None)
+            return f"{key}: {wrong}" if key else wrong
+        cause = cause.__cause__ or cause.__context__
+    return str(err)

@@ -9,6 +9,7 @@ and the plan), :mod:`~pipeline.orchestration.nodes` (one node on one video),
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -18,10 +19,12 @@ from prefect.futures import PrefectFuture, wait
 from pipeline.core.errors import UserError
 from pipeline.orchestration.config import RuntimeConfig, compose_config
 from pipeline.orchestration.jobs import NodeJob, RunPlan
+from pipeline.orchestration.logs import quiet_user_error_tracebacks
 from pipeline.orchestration.prepare import prepare_run
 from pipeline.orchestration.progress import ProgressReporter
 
 FLOW_NAME = "lsvos-2stage"
+quiet_user_error_tracebacks()  # also in the processes a served deployment starts
 
 
 @task(name="node-video", task_run_name="{job.name}/{video_id}", cache_policy=NO_CACHE)
@@ -60,9 +63,23 @@ def run_graph(plan: RunPlan) -> list[dict[str, Any]]:
             )
     progress = ProgressReporter("nodes x videos", total=len(futures), enabled=plan.progress)
     records = []
-    for future in progress.track(futures.values()):
-        records.append(future.result())
+    try:
+        for future in progress.track(futures.values()):
+            records.append(future.result())
+    except BaseException:
+        cancel_pending(futures.values())  # the run has failed: start no more of its work
+        raise
     return records
+
+
+def cancel_pending(futures: Iterable[PrefectFuture[Any]]) -> int:
+    """Cancel the futures whose task has not started (running ones finish); how many."""
+    cancelled = 0
+    for future in futures:
+        cancel = getattr(getattr(future, "wrapped_future", None), "cancel", None)
+        if cancel is not None and cancel():
+            cancelled += 1
+    return cancelled
 
 
 @flow(name="score-graph")
@@ -133,6 +150,8 @@ def task_runner(runtime: RuntimeConfig) -> Any:
                 "n_workers": runtime.workers,
                 "threads_per_worker": 1,
                 "processes": True,
+                "host": "127.0.0.1",  # every socket of the run on loopback
+                "dashboard_address": "127.0.0.1:8787",
             }
         )
     try:

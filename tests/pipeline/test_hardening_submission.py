@@ -28,7 +28,7 @@ from pipeline.core.io import (
     temp_sibling_pattern,
 )
 from pipeline.core.masks import MaskSet, Track, import_masks
-from pipeline.core.masks.importing import _where
+from pipeline.core.masks.sources import ZipSource, describe_source, source_location
 from pipeline.core.submission import package, validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -206,6 +206,22 @@ def test_empty_zip_is_named_by_import_masks_and_vote(
         assert "error: empty.zip: the zip holds no PNG masks" in err, err
 
 
-def test_where_names_a_relative_path_not_its_empty_root() -> None:
-    assert _where(Path("preds.zip")) == "preds.zip"  # Path("preds.zip").root is ""
-    assert _where("preds.zip") == "preds.zip"
+def test_a_source_is_named_as_given_and_identified_resolved(bench: dict, tmp_path: Path) -> None:
+    assert describe_source(Path("preds.zip")) == "preds.zip"  # Path("preds.zip").root is ""
+    assert describe_source("preds.zip") == "preds.zip"
+    masks = bench["masks"]
+    assert describe_source(masks) == str(masks.root)
+    assert source_location(masks) == masks.root.resolve() == source_location(str(masks.root))
+    folder = tmp_path / "sub"
+    (folder / "Annotations").mkdir(parents=True)
+    assert source_location(folder) == source_location(folder / "Annotations")
+
+
+def test_zip_source_refuses_a_duplicated_member(bench: dict, tmp_path: Path) -> None:
+    """zipfile reads the last copy of a name stored twice; the reader must not pick one."""
+    good = bench["good"]
+    with zipfile.ZipFile(good) as zf:
+        first_png = next(n for n in zf.namelist() if n.endswith(".png"))
+    dup = _copy_zip(good, tmp_path / "dup.zip", {}, [first_png])
+    with pytest.raises(InputFileError, match=rf"{first_png}.* appears twice"):
+        ZipSource(dup)

@@ -257,3 +257,14 @@ def test_a_private_server_stops_when_its_run_is_killed(tmp_path: Path) -> None:
     else:
         os.kill(pid, 9)
         pytest.fail("the private server outlived the killed run")
+
+
+def test_every_socket_a_run_opens_is_on_loopback() -> None:
+    from pipeline.orchestration.config import compose_config
+    from pipeline.orchestration.flow import task_runner
+
+    command = server_module.server_command(4200)
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    runtime = compose_config(["runtime.task_runner=dask"]).runtime
+    kwargs = task_runner(runtime).cluster_kwargs
+    assert kwargs["host"] == "127.0.0.1" and kwargs["dashboard_address"].startswith("127.0.0.1:")

@@ -11,7 +11,7 @@ from pipeline.core.errors import InputFileError, UserError
 from pipeline.core.io import read_json
 from pipeline.core.keyframes import KeyFrames, read_key_frame_json
 from pipeline.core.masks.maskset import MaskSet
-from pipeline.core.masks.sources import MaskSource, Scores, open_masks
+from pipeline.core.masks.sources import MaskSource, Scores, describe_source, open_masks
 
 
 def read_scores_file(path: str | Path) -> Scores:
@@ -88,7 +88,7 @@ def import_masks(
             skipped += 1
             continue
         if video not in available:
-            raise InputFileError(f"{_where(src)}: no predictions for video {video}")
+            raise InputFileError(f"{describe_source(src)}: no predictions for video {video}")
         with out.writing(video):
             frames = meta.videos[video][0] if meta is not None else None
             for exp in exps:
@@ -97,8 +97,8 @@ def import_masks(
                     missing = sorted(set(frames) - set(track.frame_ids))
                     extra = sorted(set(track.frame_ids) - set(frames))
                     raise InputFileError(
-                        f"{_where(src)}: video {video} expression {exp}: frames differ from the "
-                        f"meta (missing {missing[:5]}, extra {extra[:5]})"
+                        f"{describe_source(src)}: video {video} expression {exp}: frames differ "
+                        f"from the meta (missing {missing[:5]}, extra {extra[:5]})"
                     )
                 out.write(video, exp, track)
             chosen = key_frames.get(video) if key_frames is not None else None
@@ -110,14 +110,3 @@ def import_masks(
         done += 1
         n_exp += len(exps)
     return ImportReport(done, n_exp, skipped)
-
-
-def _where(src: object) -> str:
-    """How an error names the source: its path (a ``Path`` has a ``root`` too, so first)."""
-    if isinstance(src, (str, Path)):
-        return str(src)
-    for attr in ("path", "root"):
-        value = getattr(src, attr, None)
-        if isinstance(value, (str, Path)):
-            return str(value)
-    return str(getattr(src, "name", src))

@@ -35,6 +35,7 @@ from pipeline.core.io import (
     read_json,
     read_png_bytes,
     staging_dir,
+    writing_output,
 )
 from pipeline.core.keyframes import KeyFrames, read_key_frame_json, write_key_frame_json
 from pipeline.core.masks.rle import COLUMN_MAJOR, ROW_MAJOR, decode_masks, encode_masks
@@ -92,7 +93,8 @@ class MaskSet:
             storage = storage or "rle"
             if storage not in STORAGES:
                 raise UserError(f"unknown mask-set storage {storage!r}; known: {STORAGES}")
-            self.root.mkdir(parents=True, exist_ok=True)
+            with writing_output(self.root, any_oserror=True):
+                self.root.mkdir(parents=True, exist_ok=True)
             atomic_write_json(
                 manifest_path, {"format": FORMAT, "version": VERSION, "storage": storage}
             )
@@ -104,6 +106,11 @@ class MaskSet:
     @property
     def name(self) -> str:
         return self.root.name
+
+    @property
+    def location(self) -> Path:
+        """Where the masks lie, as opened (:func:`.sources.source_location` resolves it)."""
+        return self.root
 
     @staticmethod
     def is_mask_set(path: str | Path) -> bool:

@@ -49,6 +49,29 @@ class MaskSource(Protocol):
     def key_frames(self, video: str) -> dict[str, int]: ...
 
 
+# A source may also have a ``location`` property: the path its masks were opened from (a
+# submission folder's ``Annotations`` level). The sources here all have one; it is optional in
+# the protocol so that a wrapper or an in-memory source still is one.
+
+
+def source_location(source: object) -> Path | None:
+    """Where a source's masks lie, resolved (``X`` and ``X/Annotations`` coincide), or ``None``
+    for a source with no place on disk: two sources with one location are one source."""
+    if isinstance(source, (str, Path)):
+        source = Path(source)
+        return (source / "Annotations" if (source / "Annotations").is_dir() else source).resolve()
+    location = getattr(source, "location", None)
+    return Path(location).resolve() if isinstance(location, (str, Path)) else None
+
+
+def describe_source(source: object) -> str:
+    """How an error names a source: the path as the user gave it, else the source's repr."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    location = getattr(source, "location", None)
+    return str(location) if isinstance(location, (str, Path)) else repr(source)
+
+
 def source_name(path: Path) -> str:
     """A source's name: its folder name (the folder above ``Annotations``), or a zip's stem."""
     path = Path(path)
@@ -91,6 +114,10 @@ class PngFolderSource:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def location(self) -> Path:
+        return self.base
 
     def videos(self) -> list[str]:
         return sorted(
@@ -191,7 +218,13 @@ class ZipSource:
                     "(optionally under Annotations/)"
                 )
             video, exp, frame = parts
-            self._index.setdefault(video, {}).setdefault(exp, {})[frame[:-4]] = info.filename
+            frames = self._index.setdefault(video, {}).setdefault(exp, {})
+            if frame[:-4] in frames:  # zipfile would silently read the last copy
+                raise InputFileError(
+                    f"{self.path}: member {info.filename!r} appears twice (as "
+                    f"{frames[frame[:-4]]!r} too): the archive is ambiguous; write it again"
+                )
+            frames[frame[:-4]] = info.filename
 
     @staticmethod
     def _prefix_depth(members: list[PurePosixPath]) -> int:
@@ -217,6 +250,10 @@ class ZipSource:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def location(self) -> Path:
+        return self.path
 
     def _open(self) -> zipfile.ZipFile:
         if self._zip is None:

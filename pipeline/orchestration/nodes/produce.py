@@ -22,7 +22,10 @@ def produce(job: NodeJob, video: str, out: MaskSet) -> None:
     info = dataset.video(video)
     expressions = dataset.expressions(video)
     frames = torch.from_numpy(dataset.read_frames(video)).permute(0, 3, 1, 2).contiguous()
-    producer = get_producer(settings, str(job.dataset.format))
+    try:
+        producer = get_producer(settings, str(job.dataset.format))
+    except UserError as err:
+        raise UserError(f"producer {job.name}: {err}") from err
     text = get_tokenizer(settings)([e.text for e in expressions])
     expected = (len(info.frame_ids), *frames.shape[-2:])
     key_frames: dict[str, int] = {}

@@ -28,9 +28,11 @@ def propagate(job: NodeJob, video: str, out: MaskSet) -> None:
     key_frames = key_frames_of(MaskSet(job.input_dirs[key_node]), video, expressions, key_node)
     frames = torch.from_numpy(dataset.read_frames(video)).permute(0, 3, 1, 2).contiguous()
     masks = {exp: torch.from_numpy(source.read(video, exp).masks) for exp in expressions}
-    results = propagate_video(
-        get_propagator(engine), frames, masks, key_frames, protocol_config(engine)
-    )
+    try:
+        propagator = get_propagator(engine)
+    except UserError as err:
+        raise UserError(f"propagate {job.name}: {err}") from err
+    results = propagate_video(propagator, frames, masks, key_frames, protocol_config(engine))
     for exp in expressions:
         out.write(video, exp, Track(info.frame_ids, results[exp].masks.cpu().numpy()))
     out.mark_complete(video, expressions)
