@@ -257,6 +257,13 @@ def compose_config(
         ):
             cfg = compose(config_name=config_name, overrides=list(overrides))
         OmegaConf.resolve(cfg)
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:  # every one of them, not only the first that to_object meets
+            raise UserError(
+                f"{len(missing)} configuration value(s) must be set (key=value on the command "
+                "line, e.g. producers.soc.checkpoint=/ckpt/soc.pth):\n"
+                + "\n".join(f"  {key}" for key in missing)
+            )
         typed = OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         raise UserError(f"invalid configuration: {_describe_error(err)}") from err

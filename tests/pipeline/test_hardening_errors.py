@@ -297,3 +297,17 @@ def test_prefect_logs_a_user_error_without_its_traceback() -> None:
     assert UserErrorTracebacks().filter(user) and UserErrorTracebacks().filter(bug)
     assert user.exc_info is None and "Traceback" not in logging.Formatter().format(user)
     assert bug.exc_info is not None and "Traceback" in logging.Formatter().format(bug)
+
+
+def test_every_missing_value_is_named_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """``recipe=card`` leaves seven checkpoints to the user: all seven are named, one per line,
+    not only the first in OmegaConf's multi-line form (issue 'What a team sees', item 3)."""
+    assert main(["run", "recipe=card"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lsvos run: error: 7 configuration value(s) must be set")
+    named = [line.strip() for line in err.splitlines()[1:] if line.strip()]
+    assert named == sorted(
+        [f"producers.{p}.checkpoint" for p in ("soc", "mutr", "referformer", "sgmg", "uninext")]
+        + ["engines.aot.checkpoint", "engines.deaot.checkpoint"]
+    )
+    assert "full_key" not in err and "reference_type" not in err
