@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the line to export in another shell)",
     )
     parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print no banner (lsvos demo runs its serve this way)",
+    )
+    parser.add_argument(
         "--server-timeout",
         type=float,
         default=600.0,
@@ -32,22 +37,24 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.orchestration.server import ensure_server, prefect_api, set_profile_api_url
 
     server = ensure_server(args.port, args.server_timeout, private=True)
-    how = "started" if server.started_here else "reusing"
-    print(f"{how} the Prefect server at {server.url} (UI: {server.url.removesuffix('/api')})")
+    if not args.quiet:
+        how = "started the" if server.started_here else "using the running"
+        print(f"{how} Prefect server at {server.url} (UI: {server.url.removesuffix('/api')})")
     if args.set_profile:
         set_profile_api_url(server.url)
         print(f"wrote PREFECT_API_URL={server.url} into the active Prefect profile")
         hint = ""
     else:
         hint = f"  export PREFECT_API_URL={server.url}\n"
-    print(
-        "serving lsvos-2stage/demo and lsvos-2stage/default; from another shell:\n"
-        f"{hint}  prefect deployment run lsvos-2stage/demo --watch",
-        flush=True,
-    )
+    if not args.quiet:
+        print(
+            "serving lsvos-2stage/demo and lsvos-2stage/default; from another shell:\n"
+            f"{hint}  prefect deployment run lsvos-2stage/demo --watch",
+            flush=True,
+        )
     try:
         with prefect_api(server.url):  # this process and the flow runs it starts
-            serve_deployments(limit=args.limit)
+            serve_deployments(limit=args.limit, banner=not args.quiet)
     finally:
         server.stop()
     return 0

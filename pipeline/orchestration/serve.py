@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from pipeline.orchestration.server import (
 DEMO_OVERRIDES = ["recipe=demo", "dataset=synth"]
 
 
-def serve_deployments(limit: int | None = 1) -> None:
+def serve_deployments(limit: int | None = 1, banner: bool = True) -> None:
     """Register ``lsvos-2stage/demo`` and ``lsvos-2stage/default`` and serve them (blocks)."""
     from prefect import serve
 
@@ -46,7 +47,10 @@ def serve_deployments(limit: int | None = 1) -> None:
         description="configs/config.yaml as it stands, plus the run's overrides.",
         tags=["lsvos"],
     )
-    serve(demo, default, limit=limit, print_starting_message=True)
+    # Prefect's runner stops on SIGTERM through a coroutine it never awaits (prefect 3.8
+    # runner.py); the warning says nothing a user can act on
+    warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
+    serve(demo, default, limit=limit, print_starting_message=banner)
 
 
 def wait_for_deployment(name: str, timeout: float = 180.0, serve: Any = None) -> None:
@@ -85,7 +89,7 @@ def run_demo(
     from prefect.deployments import run_deployment
 
     serve = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), "--quiet"],
         env={**os.environ, **QUIET_ENV, "PREFECT_API_URL": server.url},
     )
     try:
