@@ -75,5 +75,6 @@ def build_aot_engine(family: str, weights: EngineWeights, options: PropagatorOpt
         tta=tta,
         resize=ResizeRule(max_long_edge=options.max_long_edge),
         mask_unused_ids=options.mask_unused_ids,
+        backward_memory=options.backward_memory,
         autocast=options.autocast,
     )

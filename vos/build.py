@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from vos.aot_build import build_aot_engine
 from vos.engine import PropagationEngine
 from vos.engine_inputs import (
+    BACKWARD_MEMORIES,
     LAYOUTS,
     MEMORY_UPDATES,
     PRECISIONS,
+    BackwardMemory,
     EngineBuildError,
     EngineWeights,
     Layout,
@@ -34,11 +36,13 @@ from vos.engine_inputs import (
 )
 
 __all__ = [
+    "BACKWARD_MEMORIES",
     "ENGINES",
     "ENGINE_FAMILIES",
     "LAYOUTS",
     "MEMORY_UPDATES",
     "PRECISIONS",
+    "BackwardMemory",
     "EngineBuildError",
     "EngineBuilder",
     "EngineRecord",

@@ -16,10 +16,12 @@ import torch
 Layout = Literal["official", "project"]
 Precision = Literal["fp32", "fp16"]
 MemoryUpdate = Literal["ensemble", "own"]
+BackwardMemory = Literal["key_frame_step", "running_step"]
 
 LAYOUTS: tuple[str, ...] = ("official", "project")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
 MEMORY_UPDATES: tuple[str, ...] = ("ensemble", "own")
+BACKWARD_MEMORIES: tuple[str, ...] = ("key_frame_step", "running_step")
 
 
 class EngineBuildError(ValueError):
@@ -88,6 +90,14 @@ class PropagatorOptions:
         max_long_edge: the network input's long-edge cap before the scale (None: no cap).
         mask_unused_ids: False keeps every identity live in the arg-max (the challenge's
             engine).
+        backward_memory: what a re-added reference frame records as its last long-term write
+            (third_party/aot.md, "The backward pass"): ``"key_frame_step"`` - the step it is
+            given, 0 in the protocol, so after a forward pass of ``long_term_gap - 1`` frames or
+            more the first backward frame joins long-term memory at once (the winners' AOT
+            copy); ``"running_step"`` - the slot's running step count,
+            so it joins ``long_term_gap`` steps later (aot-benchmark 75e46fe, the DeAOT
+            submodule's engine), which also masks unused identities by the real object count
+            and so needs ``mask_unused_ids``.
         precision: ``"fp32"``, or ``"fp16"`` autocast on CUDA.
         device: where the network runs.
     """
@@ -100,6 +110,7 @@ class PropagatorOptions:
     short_term_skip: int = 1
     max_long_edge: int | None = 1040
     mask_unused_ids: bool = True
+    backward_memory: BackwardMemory = "key_frame_step"
     precision: Precision = "fp32"
     device: str = "cpu"
 
@@ -112,6 +123,16 @@ class PropagatorOptions:
         if self.memory_update not in MEMORY_UPDATES:
             raise EngineBuildError(
                 f"engine memory update must be one of {MEMORY_UPDATES}, not {self.memory_update!r}"
+            )
+        if self.backward_memory not in BACKWARD_MEMORIES:
+            raise EngineBuildError(
+                f"engine backward memory must be one of {BACKWARD_MEMORIES}, "
+                f"not {self.backward_memory!r}"
+            )
+        if self.backward_memory == "running_step" and not self.mask_unused_ids:
+            raise EngineBuildError(
+                "engine backward memory 'running_step' is aot-benchmark's engine, which masks "
+                "unused identities by the real object count: it needs mask_unused_ids true"
             )
 
     @property

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from vos.aot import AOT, EncodedFrame
+from vos.engine_inputs import BACKWARD_MEMORIES, BackwardMemory
 from vos.layers.attention import KeyValue, masked_fill_value
 from vos.layers.lstt import FrameMemory
 from vos.memory import EngineSlot
@@ -211,6 +212,13 @@ class Propagator:
         mask_unused_ids: set the logits of identities beyond the engine's objects to -1e10
             (aot-benchmark); False keeps all ``max_objects`` live (the RVOS challenge's engine
             passes obj_nums=[10]).
+        backward_memory: the step a reference frame records as its last long-term write (what
+            decides when the backward pass's first frame joins long-term memory after the key
+            frame is re-added; third_party/aot.md, "The backward pass"): ``"key_frame_step"``
+            - the ``frame_step`` given to :meth:`Session.add_reference` (the RVOS winners' AOT
+            copy); ``"running_step"`` - the slot's running step count, whatever is given
+            (aot-benchmark 75e46fe's engine, which also masks unused identities by the real
+            object count, so it needs ``mask_unused_ids``).
         autocast: run the network in float16 autocast on CUDA (no effect on CPU).
     """
 
@@ -224,8 +232,18 @@ class Propagator:
         tta: TTAConfig | None = None,
         resize: ResizeRule | None = None,
         mask_unused_ids: bool = True,
+        backward_memory: BackwardMemory = "key_frame_step",
         autocast: bool = False,
     ) -> None:
+        if backward_memory not in BACKWARD_MEMORIES:
+            raise ValueError(
+                f"backward_memory must be one of {BACKWARD_MEMORIES}, not {backward_memory!r}"
+            )
+        if backward_memory == "running_step" and not mask_unused_ids:
+            raise ValueError(
+                "backward_memory 'running_step' follows aot-benchmark's engine, which masks "
+                "unused identities by the real object count: it needs mask_unused_ids=True"
+            )
         self.network = network.eval()
         self.spec = network.spec
         self.long_term_gap = self.spec.long_term_gap if long_term_gap is None else long_term_gap
@@ -234,6 +252,7 @@ class Propagator:
         self.tta = tta or TTAConfig()
         self.resize = resize or ResizeRule()
         self.mask_unused_ids = mask_unused_ids
+        self.backward_memory = backward_memory
         self.autocast = autocast
 
     @property
@@ -352,6 +371,8 @@ class Session:
                 before are appended (new objects mid-video), extra engines created as needed.
             frame_step: the step recorded as the last long-term write (official
                 ``add_reference_frame(frame_step=...)``); None keeps each slot's counter.
+                Ignored with ``backward_memory="running_step"``, which always records the
+                slot's counter.
 
         The frame is propagated against itself with its identities ("self matching") and
         becomes a reference in long-term memory (appended to any earlier one) and the
@@ -403,8 +424,14 @@ class Session:
                 slot.long_term.add(entries, reference=True)
                 slot.short_term.clear()
                 slot.short_term.append(entries)
-                slot.last_mem_step = slot.frame_step if frame_step is None else frame_step
+                slot.last_mem_step = self._reference_step(slot, frame_step)
                 slot.live_ids = self._live_ids(state, g)
+
+    def _reference_step(self, slot: EngineSlot, frame_step: int | None) -> int:
+        """The last long-term write step a reference frame leaves on ``slot``."""
+        if self.propagator.backward_memory == "running_step" or frame_step is None:
+            return slot.frame_step
+        return frame_step
 
     def _live_ids(self, state: TrackState, engine: int) -> int:
         if not self.propagator.mask_unused_ids:

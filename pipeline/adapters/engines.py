@@ -4,8 +4,9 @@ An engine config names the ``family`` (``aot`` / ``deaot``; :data:`vos.build.ENG
 ``variant`` (official names such as ``swinl_aotl``, ``r50_deaotl``; or ``tiny`` with a project
 weights file), the ``checkpoint`` (an official aot-benchmark file, or a project weights file),
 device and precision, and the protocol: TTA scales and flip, long-term gap and cap, resize cap,
-memory update, reset between passes, expression packing. ``scales: null`` takes the test-time
-scales a project weights file records (``lsvos train-vos --scale``), else 1.0.
+memory update, unused-identity masking, the backward pass's memory rule, reset between passes,
+expression packing. ``scales: null`` takes the test-time scales a project weights file records
+(``lsvos train-vos --scale``), else 1.0.
 
 This module only reads the file and maps the config's fields onto :class:`vos.build.
 EngineWeights` and :class:`vos.build.PropagatorOptions`; what an engine is lives in ``vos/``.
@@ -135,6 +136,7 @@ def propagator_options(
             long_term_cap=settings.max_long_term,
             max_long_edge=settings.max_long_edge,
             mask_unused_ids=bool(settings.mask_unused_ids),
+            backward_memory=str(settings.backward_memory),  # type: ignore[arg-type]
             precision=str(settings.precision),  # type: ignore[arg-type]
             device=settings.device or "cpu",
         )

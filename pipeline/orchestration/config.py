@@ -49,6 +49,8 @@ ProducerFamily = _choices(
 EngineFamily = _choices("EngineFamily", ("aot", "deaot"))
 Precision = _choices("Precision", ("fp32", "fp16", "bf16"))
 NodeKind = _choices("NodeKind", ("produce", "vote", "propagate"))
+# what a re-added key frame records as its last long-term write (vos.build.BACKWARD_MEMORIES)
+BackwardMemory = _choices("BackwardMemory", ("key_frame_step", "running_step"))
 OddPolicy = _choices("OddPolicy", ("first_source", "own_threshold"))
 TaskRunnerKind = _choices("TaskRunnerKind", ("thread", "dask", "ray"))
 
@@ -103,8 +105,12 @@ class EngineConfig:
 
     ``scales: null`` takes the test-time scales a project weights file records (``lsvos
     train-vos --scale``), else 1.0. ``mask_unused_ids: false`` keeps every identity live (the
-    challenge's AOT copy). ``reset_between_passes``: the backward pass starts from a fresh
-    memory instead of the challenge's carried one.
+    challenge's AOT copy). ``backward_memory``: when the backward pass's first frame joins
+    long-term memory - ``key_frame_step`` (the winners' AOT copy: at once, the re-added key frame
+    restarts the gap at 0) or ``running_step`` (aot-benchmark 75e46fe: ``long_term_gap`` steps
+    later; needs ``mask_unused_ids: true``); third_party/aot.md, "The backward pass".
+    ``reset_between_passes``: the backward pass starts from a fresh memory instead of the
+    challenge's carried one.
     """
 
     family: EngineFamily = MISSING
@@ -120,6 +126,7 @@ class EngineConfig:
     max_long_edge: int | None = 1040
     ensemble_memory_update: bool = True
     mask_unused_ids: bool = True
+    backward_memory: BackwardMemory = BackwardMemory.key_frame_step  # type: ignore[attr-defined]
     pack_expressions: bool = True
 
 
