@@ -13,20 +13,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = sub.add_parser(
         "synth",
-        help="write the synthetic RVOS benchmark (Ref-YouTube-VOS layout, train/valid/test)",
+        help="write a synthetic RVOS benchmark (Ref-YouTube-VOS or MeViS layout)",
         description=(
-            "Write the synthetic RVOS benchmark in Ref-YouTube-VOS's layout with ground truth "
-            "for train, valid and test. Deterministic from the seed."
+            "Write a synthetic RVOS benchmark. --format ytvos (default): Ref-YouTube-VOS's "
+            "layout with ground truth for train, valid and test. --format mevis: MeViS's "
+            "layout, motion and multi-object expressions, ground truth for train and valid_u, "
+            "frames and expressions only for valid. Deterministic from the seed."
         ),
     )
     synth.add_argument("--out", required=True, type=Path, metavar="ROOT", help="output folder")
+    synth.add_argument(
+        "--format",
+        default="ytvos",
+        choices=("ytvos", "mevis"),
+        help="layout and content (default ytvos)",
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument(
         "--videos",
         type=int,
         default=None,
         metavar="N",
-        help="videos per split (default: 64 train, 16 valid, 16 test)",
+        help="videos per split (default: ytvos 64 train, 16 valid, 16 test; "
+        "mevis 24 train, 8 valid_u, 8 valid)",
     )
     synth.add_argument(
         "--size",
@@ -54,10 +63,14 @@ def _run_synth(args: argparse.Namespace) -> int:
     import time
 
     from pipeline.core.data.synth import DEFAULT_SIZES, parse_size, write_synthetic_benchmark
+    from pipeline.core.data.synth_mevis import write_synthetic_mevis_benchmark
 
     sizes = DEFAULT_SIZES if args.size is None else parse_size(args.size)
     start = time.perf_counter()
-    root = write_synthetic_benchmark(
+    writer = (
+        write_synthetic_mevis_benchmark if args.format == "mevis" else write_synthetic_benchmark
+    )
+    root = writer(
         args.out,
         seed=args.seed,
         videos=args.videos,
@@ -65,7 +78,8 @@ def _run_synth(args: argparse.Namespace) -> int:
         jpeg_quality=args.jpeg_quality,
         workers=args.workers,
     )
-    print(f"wrote the synthetic benchmark to {root} in {time.perf_counter() - start:.1f} s")
+    what = "synthetic MeViS benchmark" if args.format == "mevis" else "synthetic benchmark"
+    print(f"wrote the {what} to {root} in {time.perf_counter() - start:.1f} s")
     return 0
 
 

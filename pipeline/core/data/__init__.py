@@ -1,4 +1,4 @@
-"""Datasets: Ref-YouTube-VOS, MeViS and Ref-DAVIS17 readers, and the synthetic benchmark."""
+"""Datasets: Ref-YouTube-VOS, MeViS and Ref-DAVIS17 readers, and the synthetic benchmarks."""
 
 from pipeline.core.data.datasets import (
     FORMATS,
@@ -13,6 +13,8 @@ from pipeline.core.data.datasets import (
     read_split_meta,
 )
 from pipeline.core.data.synth import synthetic_vocabulary, write_synthetic_benchmark
+from pipeline.core.data.synth_mevis import write_synthetic_mevis_benchmark
+from pipeline.core.data.synth_motion import mevis_vocabulary
 
 __all__ = [
     "FORMATS",
@@ -23,8 +25,10 @@ __all__ = [
     "SplitMeta",
     "Video",
     "YTVOSDataset",
+    "mevis_vocabulary",
     "open_dataset",
     "read_split_meta",
     "synthetic_vocabulary",
     "write_synthetic_benchmark",
+    "write_synthetic_mevis_benchmark",
 ]

@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from pipeline.core.data.synth_draw import COLOURS, SHAPES, render_scene
 from pipeline.core.errors import UserError
 from pipeline.core.io import (
     atomic_write_json,
@@ -55,19 +54,6 @@ MIN_FRAMES, MAX_FRAMES = 8, 40
 FRAME_STEP = 5  # frame ids "00000", "00005", ... as Ref-YouTube-VOS lists them
 FORMAT_VERSION = 1
 
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (215, 35, 35),
-    "green": (40, 170, 55),
-    "blue": (35, 75, 215),
-    "yellow": (230, 205, 35),
-    "purple": (135, 55, 185),
-    "orange": (240, 125, 25),
-    "cyan": (35, 200, 205),
-    "pink": (240, 120, 185),
-    "white": (238, 238, 238),
-    "black": (22, 22, 22),
-}
-SHAPES = ("circle", "square", "triangle", "star", "diamond", "hexagon", "cross", "ring")
 SIZES = {"small": (0.07, 0.095), "big": (0.14, 0.18)}  # radius as a fraction of the short side
 MOTIONS = ("left", "right", "up", "down", "still")
 EVENTS = ("entering", "leaving")
@@ -117,9 +103,9 @@ def synthetic_vocabulary() -> list[str]:
     return sorted(words)
 
 
-def video_id(seed: int, split: str, index: int) -> str:
-    """A Ref-YouTube-VOS-like 10-hex-digit id, stable for (seed, split, index)."""
-    return hashlib.sha1(f"lsvos-synth:{seed}:{split}:{index}".encode()).hexdigest()[:10]
+def video_id(seed: int, split: str, index: int, namespace: str = "lsvos-synth") -> str:
+    """A Ref-YouTube-VOS-like 10-hex-digit id, stable for (namespace, seed, split, index)."""
+    return hashlib.sha1(f"{namespace}:{seed}:{split}:{index}".encode()).hexdigest()[:10]
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,127 +232,7 @@ def _sample_path(
 
 
 # --------------------------------------------------------------------------------------------
-# drawing
-
-
-def _shape_mask(shape: str, radius: float, angle_deg: float) -> np.ndarray:
-    """The shape rasterised on a square canvas centred on the object (``L x L bool``)."""
-    half = math.ceil(radius * 1.05) + 1
-    size = 2 * half + 1
-    canvas = np.zeros((size, size), np.uint8)
-    c = float(half)
-    scale = 16  # cv2 fixed-point shift of 4 bits for sub-pixel vertices
-    if shape in ("circle", "ring"):
-        cv2.circle(canvas, (half, half), max(round(radius), 1), 1, -1)
-        if shape == "ring":
-            cv2.circle(canvas, (half, half), max(round(radius * 0.5), 1), 0, -1)
-        return canvas.astype(bool)
-    a = np.deg2rad(angle_deg)
-    if shape == "square":
-        angles, radii = np.deg2rad([45, 135, 225, 315]), np.full(4, 0.92)
-    elif shape == "diamond":
-        angles = np.deg2rad([0, 90, 180, 270])
-        radii = np.array([0.62, 1.0, 0.62, 1.0])
-    elif shape == "triangle":
-        angles, radii = np.deg2rad([-90, 30, 150]), np.ones(3)
-    elif shape == "hexagon":
-        angles, radii = np.deg2rad(np.arange(6) * 60.0), np.ones(6)
-    elif shape == "star":
-        angles = np.deg2rad(np.arange(10) * 36.0 - 90)
-        radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
-    elif shape == "cross":
-        w = 0.36
-        pts = [(w, 1), (w, w), (1, w), (1, -w), (w, -w), (w, -1)]
-        pts += [(-w, -1), (-w, -w), (-1, -w), (-1, w), (-w, w), (-w, 1)]
-        xy = np.array(pts, np.float64) * 0.95
-        angles, radii = np.arctan2(xy[:, 1], xy[:, 0]), np.hypot(xy[:, 0], xy[:, 1])
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
-    xs = c + radius * radii * np.cos(angles + a)
-    ys = c + radius * radii * np.sin(angles + a)
-    poly = np.round(np.stack([xs, ys], axis=1) * scale).astype(np.int32)
-    cv2.fillPoly(canvas, [poly], 1, lineType=cv2.LINE_8, shift=4)
-    return canvas.astype(bool)
-
-
-def _smooth_noise(rng: np.random.Generator, H: int, W: int, cell: float) -> np.ndarray:
-    """Band-limited noise in [-1, 1] (``H x W float32``): random grid, bicubic upsampling."""
-    gh, gw = max(int(H / cell) + 2, 2), max(int(W / cell) + 2, 2)
-    grid = rng.uniform(-1, 1, (gh, gw)).astype(np.float32)
-    return np.clip(cv2.resize(grid, (W, H), interpolation=cv2.INTER_CUBIC), -1, 1)
-
-
-def _background(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
-    """A low-saturation textured background (``H x W x 3 float32`` in 0..255)."""
-    base = rng.uniform(70, 170)
-    tint = rng.uniform(-18, 18, 3)
-    tex = 30 * _smooth_noise(rng, H, W, rng.uniform(20, 60))
-    tex += 14 * _smooth_noise(rng, H, W, rng.uniform(4, 10))
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    for _ in range(int(rng.integers(1, 4))):
-        theta, freq = rng.uniform(0, np.pi), rng.uniform(0.03, 0.15)
-        tex += rng.uniform(4, 14) * np.sin(
-            freq * (np.cos(theta) * xx + np.sin(theta) * yy) + rng.uniform(0, 6.3)
-        )
-    img = base + tex[:, :, None] + tint[None, None, :]
-    # dull blobs of colour, so colour alone never segments an object
-    for _ in range(int(rng.integers(2, 7))):
-        centre = (int(rng.integers(0, W)), int(rng.integers(0, H)))
-        axes = (int(rng.uniform(0.05, 0.25) * W), int(rng.uniform(0.05, 0.25) * H))
-        colour = np.array(COLOURS[str(rng.choice(list(COLOURS)))], np.float32)
-        blob = np.zeros((H, W), np.uint8)
-        cv2.ellipse(blob, centre, axes, rng.uniform(0, 180), 0, 360, 1, -1)
-        mix = 0.25 * blob.astype(np.float32)[:, :, None]
-        img = img * (1 - mix) + (0.5 * colour + 0.5 * img.mean()) * mix
-    return img.astype(np.float32)
-
-
-def _object_patch(rng: np.random.Generator, obj: SceneObject) -> np.ndarray:
-    """The object's textured colour on its canvas (``L x L x 3 float32``)."""
-    size = 2 * (math.ceil(obj.radius * 1.05) + 1) + 1
-    colour = np.array(COLOURS[obj.colour], np.float32) * rng.uniform(0.9, 1.1)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    if obj.texture == "stripes":
-        theta = rng.uniform(0, np.pi)
-        period = rng.uniform(0.25, 0.6) * obj.radius
-        mod = 0.18 * np.sign(np.sin(2 * np.pi * (np.cos(theta) * xx + np.sin(theta) * yy) / period))
-    elif obj.texture == "noise":
-        mod = 0.2 * _smooth_noise(rng, size, size, max(obj.radius / 3, 2))
-    elif obj.texture == "spots":
-        mod = np.zeros((size, size), np.float32)
-        for _ in range(int(rng.integers(3, 8))):
-            cx, cy = rng.uniform(0, size, 2)
-            rr = rng.uniform(0.08, 0.2) * obj.radius
-            mod -= 0.25 * (((xx - cx) ** 2 + (yy - cy) ** 2) < rr**2)
-    else:
-        mod = np.zeros((size, size), np.float32)
-    shade = 0.12 * (xx + yy - size) / size  # light from the top left
-    gain = 1 + mod - shade
-    # dark colours get a lighter texture so the modulation stays visible
-    offset = 40 * mod if obj.colour == "black" else 0
-    return np.clip(colour[None, None, :] * gain[:, :, None] + np.asarray(offset)[..., None], 0, 255)
-
-
-def _paste(
-    image: np.ndarray,
-    labels: np.ndarray,
-    patch: np.ndarray,
-    mask: np.ndarray,
-    x: float,
-    y: float,
-    label: int,
-) -> None:
-    """Draw ``patch`` where ``mask`` is set, centred at (x, y), clipped to the frame."""
-    H, W = labels.shape
-    half = mask.shape[0] // 2
-    x0, y0 = round(x) - half, round(y) - half
-    x1, y1 = x0 + mask.shape[1], y0 + mask.shape[0]
-    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
-    if cx0 >= cx1 or cy0 >= cy1:
-        return
-    m = mask[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-    image[cy0:cy1, cx0:cx1][m] = patch[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0][m]
-    labels[cy0:cy1, cx0:cx1][m] = label
+# drawing (the pixels: pipeline.core.data.synth_draw)
 
 
 def _in_view(obj: SceneObject, x: float, y: float, H: int, W: int) -> bool:
@@ -378,46 +244,10 @@ def _in_view(obj: SceneObject, x: float, y: float, H: int, W: int) -> bool:
 def _render(
     rng: np.random.Generator, H: int, W: int, T: int, objects: list[SceneObject]
 ) -> tuple[np.ndarray, np.ndarray]:
-    pan = rng.uniform(-0.08, 0.08, 2) * np.array([W, H])
-    margin = int(np.ceil(np.abs(pan).max())) + 2
-    background = _background(rng, H + 2 * margin, W + 2 * margin)
-    patches = [_object_patch(rng, o) for o in objects]
-    occluders = []
-    for _ in range(int(rng.choice([0, 1, 1, 2]))):
-        vertical = rng.random() < 0.6
-        width = int(rng.uniform(0.03, 0.07) * (W if vertical else H)) + 2
-        pos = int(rng.uniform(0.15, 0.85) * (W if vertical else H))
-        shade = rng.uniform(60, 200) + rng.uniform(-15, 15, 3)
-        occluders.append((vertical, pos, width, shade.astype(np.float32)))
-    light = rng.uniform(0.85, 1.15)
-    light_drift = rng.uniform(-0.12, 0.12)
-    noise_sigma = rng.uniform(2.0, 6.0)
+    """Draw the video (see :func:`render_scene`) and mark who enters or leaves the view."""
     t = np.arange(T, dtype=np.float64)
     centres = [o.centre(t, T) for o in objects]
-    order = sorted(range(len(objects)), key=lambda i: objects[i].depth)
-    frames = np.empty((T, H, W, 3), np.uint8)
-    labels = np.zeros((T, H, W), np.uint8)
-    for k in range(T):
-        ox = round(margin + pan[0] * k / max(T - 1, 1))
-        oy = round(margin + pan[1] * k / max(T - 1, 1))
-        image = background[oy : oy + H, ox : ox + W].copy()
-        for i in order:
-            obj = objects[i]
-            angle = obj.spin[0] * np.sin(0.3 * k + obj.spin[1])
-            mask = _shape_mask(obj.shape, obj.radius, angle)
-            x, y = centres[i][0][k], centres[i][1][k]
-            _paste(image, labels[k], patches[i], mask, x, y, obj.obj_id)
-        for vertical, pos, width, shade in occluders:
-            if vertical:
-                image[:, pos : pos + width] = shade
-                labels[k][:, pos : pos + width] = 0
-            else:
-                image[pos : pos + width, :] = shade
-                labels[k][pos : pos + width, :] = 0
-        gain = light * (1 + light_drift * k / max(T - 1, 1))
-        image = image * gain + rng.standard_normal((H, W, 3), dtype=np.float32) * noise_sigma
-        image = cv2.GaussianBlur(image, (3, 3), 0.6)
-        frames[k] = np.clip(image, 0, 255).astype(np.uint8)
+    frames, labels = render_scene(rng, H, W, T, objects, centres)
     for i, obj in enumerate(objects):
         inside = [_in_view(obj, centres[i][0][k], centres[i][1][k], H, W) for k in range(T)]
         if not inside[0] and any(inside):
@@ -600,7 +430,10 @@ def parse_size(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _video_size(seed: int, split: str, index: int, sizes: Sequence[tuple[int, int]]):
+def video_size(
+    seed: int, split: str, index: int, sizes: Sequence[tuple[int, int]]
+) -> tuple[int, int]:
+    """The ``(H, W)`` of video ``index`` of ``split``: one of ``sizes``, stable for its key."""
     pick = int(hashlib.sha1(f"size:{seed}:{split}:{index}".encode()).hexdigest(), 16)
     return tuple(sizes[pick % len(sizes)])
 
@@ -654,6 +487,27 @@ def _video_record(video: SyntheticVideo) -> dict:
     }
 
 
+def claim_root(root: Path, params: Mapping[str, object]) -> None:
+    """Make ``root`` the home of a synthetic benchmark made with ``params`` (its ``synth.json``).
+
+    A ``root`` already made with the same parameters is accepted (to resume or rewrite it);
+    one made with other parameters, or a non-empty folder holding none, is refused.
+    """
+    params_path = root / "synth.json"
+    if params_path.is_file():
+        if read_json(params_path) != dict(params):
+            raise UserError(
+                f"{root} holds a synthetic benchmark made with other parameters "
+                f"({params_path}); choose an empty folder"
+            )
+    elif root.exists() and any(root.iterdir()):
+        raise UserError(
+            f"{root} is not empty and holds no synthetic benchmark; choose a new folder"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(params_path, dict(params), indent=2)
+
+
 @dataclass(frozen=True)
 class SynthParams:
     seed: int
@@ -690,23 +544,11 @@ def write_synthetic_benchmark(
     if any(n < 1 for n in counts.values()):
         raise UserError(f"every split needs at least one video, got {counts}")
     params = SynthParams(seed, counts, [list(s) for s in sizes], int(jpeg_quality))
-    params_path = root / "synth.json"
-    if params_path.is_file():
-        if read_json(params_path) != asdict(params):
-            raise UserError(
-                f"{root} holds a synthetic benchmark made with other parameters "
-                f"({params_path}); choose an empty folder"
-            )
-    elif root.exists() and any(root.iterdir()):
-        raise UserError(
-            f"{root} is not empty and holds no synthetic benchmark; choose a new folder"
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(params_path, asdict(params), indent=2)
+    claim_root(root, asdict(params))
     atomic_write_text(root / "vocabulary.txt", "\n".join(synthetic_vocabulary()) + "\n")
     for split in splits:
         jobs = [
-            (root, seed, split, i, _video_size(seed, split, i, sizes), jpeg_quality)
+            (root, seed, split, i, video_size(seed, split, i, sizes), jpeg_quality)
             for i in range(counts[split])
         ]
         if workers > 1:
