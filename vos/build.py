@@ -18,8 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
+import vos.cutie.parity
+import vos.parity
+import vos.sam2.parity
 from vos.aot_build import build_aot_engine
+from vos.cutie.engine import build_cutie_engine, cutie_variant_problem
 from vos.engine import PropagationEngine
 from vos.engine_inputs import (
     BACKWARD_MEMORIES,
@@ -34,6 +39,7 @@ from vos.engine_inputs import (
     Precision,
     PropagatorOptions,
 )
+from vos.sam2.engine import build_sam2_engine, sam2_variant_problem
 
 __all__ = [
     "BACKWARD_MEMORIES",
@@ -68,12 +74,14 @@ class EngineRecord:
         build: ``(family, weights, options) -> engine``; raises :class:`EngineBuildError`.
         variant_problem: why a variant name is unknown to the family (None: it is known).
         summary: one line for listings.
+        parity: the family's parity module (``run_parity`` / ``convert_parity``).
     """
 
     family: str
     build: EngineBuilder
     variant_problem: VariantCheck
     summary: str
+    parity: ModuleType | None = None
 
 
 def _aot_variant_problem(variant: str) -> str | None:
@@ -87,9 +95,29 @@ def _aot_variant_problem(variant: str) -> str | None:
 
 
 ENGINES: dict[str, EngineRecord] = {
-    "aot": EngineRecord("aot", build_aot_engine, _aot_variant_problem, "AOT (LSTT), aot-benchmark"),
+    "aot": EngineRecord(
+        "aot", build_aot_engine, _aot_variant_problem, "AOT (LSTT), aot-benchmark", vos.parity
+    ),
     "deaot": EngineRecord(
-        "deaot", build_aot_engine, _aot_variant_problem, "DeAOT (gated propagation), aot-benchmark"
+        "deaot",
+        build_aot_engine,
+        _aot_variant_problem,
+        "DeAOT (gated propagation), aot-benchmark",
+        vos.parity,
+    ),
+    "cutie": EngineRecord(
+        "cutie",
+        build_cutie_engine,
+        cutie_variant_problem,
+        "Cutie (object-level memory reading), hkchengrex/Cutie",
+        vos.cutie.parity,
+    ),
+    "sam2": EngineRecord(
+        "sam2",
+        build_sam2_engine,
+        sam2_variant_problem,
+        "SAM 2 / SAM 2.1 (Hiera, memory attention), facebookresearch/sam2",
+        vos.sam2.parity,
     ),
 }
 ENGINE_FAMILIES: tuple[str, ...] = tuple(ENGINES)

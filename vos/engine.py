@@ -125,6 +125,10 @@ class EngineSession(Protocol[EncodingT]):
 class PropagationEngine(Protocol):
     """A network with its inference settings, opening one session per video."""
 
-    def new_session(self) -> EngineSession[Any]:
-        """A session with no tracks (its encodings are of the engine's own type)."""
+    def new_session(self, num_frames: int | None = None) -> EngineSession[Any]:
+        """A session with no tracks (its encodings are of the engine's own type).
+
+        ``num_frames``: the video's length where the caller knows it (SAM 2's official predictor
+        scales its object pointers by it on short videos); engines that do not need it ignore it.
+        """
         ...

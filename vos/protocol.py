@@ -194,7 +194,7 @@ def _run_jobs(
     """Both sweeps for a group of jobs sharing one session."""
     num_frames = int(frames.shape[0])
     size = tuple(frames.shape[-2:])
-    session = propagator.new_session()
+    session = propagator.new_session(num_frames=num_frames)
     for job in jobs:
         job.masks = torch.zeros((num_frames, *size), dtype=torch.bool)
         job.masks[job.key] = job.key_mask

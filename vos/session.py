@@ -263,7 +263,8 @@ class Propagator:
     def max_objects(self) -> int:
         return self.spec.max_objects
 
-    def new_session(self) -> Session:
+    def new_session(self, num_frames: int | None = None) -> Session:
+        """A session with no tracks (``num_frames`` is not needed by AOT / DeAOT)."""
         return Session(self)
 
     @contextlib.contextmanager

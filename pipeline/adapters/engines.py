@@ -60,16 +60,22 @@ def engine_problems(where: str, settings: EngineConfig) -> list[str]:
             f"{where}.family: unknown engine family {family!r}; known: {ENGINE_FAMILIES}"
         )
     checkpoint = settings.checkpoint
-    if not checkpoint or not Path(checkpoint).is_file():
+    exists = bool(checkpoint) and Path(checkpoint).is_file()
+    unreadable = None
+    if not exists:
         problems.append(f"{where}.checkpoint: file not found: {checkpoint}")
     else:
-        problem = checkpoint_problem(f"{where}.checkpoint", checkpoint)
+        unreadable = checkpoint_problem(f"{where}.checkpoint", checkpoint)
+        if unreadable is not None:
+            problems.append(unreadable)
+    # an official file names its network by the variant (a project weights file carries its own)
+    official = not str(checkpoint).endswith(".safetensors") or (
+        exists and unreadable is None and not is_project_weights(checkpoint)
+    )
+    if known and official:
+        problem = variant_problem(family, str(settings.variant))
         if problem is not None:
-            problems.append(problem)
-        elif known and not is_project_weights(checkpoint):
-            problem = variant_problem(family, str(settings.variant))
-            if problem is not None:
-                problems.append(f"{where}.variant: {problem}")
+            problems.append(f"{where}.variant: {problem}")
     return problems
 
 

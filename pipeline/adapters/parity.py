@@ -21,10 +21,10 @@ import numpy as np
 from models.build import FAMILIES, PRODUCER_FAMILIES
 from models.shared.parity_case import ParityCase
 from pipeline.core.errors import UserError
+from vos.build import ENGINE_FAMILIES, ENGINES
 
-# The propagation engines' families; the producer families' modules come from their records
-# in models.build (see models/shared/parity_case.py for a parity module's two functions).
-ENGINE_FAMILIES: tuple[str, ...] = ("aot", "deaot")
+# Each family's parity module comes from its record in models.build or vos.build (see
+# models/shared/parity_case.py for a parity module's two functions).
 PARITY_FAMILIES: tuple[str, ...] = (*ENGINE_FAMILIES, *PRODUCER_FAMILIES)
 
 PARITY_DIR_ENV = "LSVOS_PARITY_DIR"
@@ -37,32 +37,26 @@ def default_parity_root() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "parity"
 
 
+# The cases this project made itself (SAM 2, Cutie: bench/parity/ rebuilds them from the
+# official code) ship with it, beside their recipe.py.
+PROJECT_PARITY_ROOT = Path(__file__).resolve().parents[2] / "tests" / "parity"
+
+
 def list_cases(root: Path | None = None) -> list[Path]:
-    """Case folders under ``root`` (those holding a ``config.json``), sorted by name."""
-    root = default_parity_root() if root is None else root
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if (p / "config.json").is_file())
+    """Case folders (those holding a ``config.json``) under ``root``, sorted by name; by
+    default the shared cases and the project's own."""
+    roots = [root] if root is not None else [default_parity_root(), PROJECT_PARITY_ROOT]
+    cases = [p for r in roots if r.is_dir() for p in r.iterdir() if (p / "config.json").is_file()]
+    return sorted(cases, key=lambda p: p.name)
 
 
 def family_module(family: str) -> ModuleType | None:
     """The family's parity module, or ``None`` when that family has no port yet."""
-    if family in ENGINE_FAMILIES:
-        return _engine_module()
+    if family in ENGINES:
+        return ENGINES[family].parity
     if family not in FAMILIES:
         raise UserError(f"unknown parity family {family!r}; known: {sorted(PARITY_FAMILIES)}")
     return FAMILIES[family].parity
-
-
-def _engine_module() -> ModuleType | None:
-    """``vos.parity`` (AOT and DeAOT), or ``None`` in a checkout without ``vos``."""
-    try:
-        import vos.parity
-    except ModuleNotFoundError as err:
-        if err.name is not None and "vos.parity".startswith(err.name):
-            return None
-        raise
-    return vos.parity
 
 
 def _load_recipe(case_dir: Path) -> ModuleType:

@@ -46,7 +46,7 @@ PackageFormat = _choices("PackageFormat", ("ytvos", "mevis"))
 ProducerFamily = _choices(
     "ProducerFamily", ("sgmg", "referformer", "mutr", "soc", "uninext", "import")
 )
-EngineFamily = _choices("EngineFamily", ("aot", "deaot"))
+EngineFamily = _choices("EngineFamily", ("aot", "deaot", "cutie", "sam2"))
 Precision = _choices("Precision", ("fp32", "fp16", "bf16"))
 NodeKind = _choices("NodeKind", ("produce", "vote", "propagate"))
 # what a re-added key frame records as its last long-term write (vos.build.BACKWARD_MEMORIES)
@@ -120,7 +120,7 @@ class EngineConfig:
     precision: Precision = Precision.fp32  # type: ignore[attr-defined]
     scales: list[float] | None = field(default_factory=lambda: [1.0])
     flip: bool = False
-    long_term_gap: int = 5
+    long_term_gap: int | None = 5  # null: the engine's own (SAM 2 has none)
     max_long_term: int | None = None
     reset_between_passes: bool = False
     max_long_edge: int | None = 1040

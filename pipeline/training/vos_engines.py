@@ -14,7 +14,6 @@ from pipeline.adapters.weights import ProjectWeights, inference_scales, load_pro
 from pipeline.core.errors import InputFileError, UserError
 from pipeline.training.runs import split_history
 from vos.build import (
-    ENGINE_FAMILIES,
     EngineBuildError,
     EngineWeights,
     PropagatorOptions,
@@ -23,11 +22,13 @@ from vos.build import (
 from vos.session import Propagator
 from vos.variants import EngineSpec, get_variant, spec_from_dict
 
+TRAINABLE_FAMILIES = ("aot", "deaot")  # what lsvos train-vos trains
+
 
 def engine_weights(path: Path) -> ProjectWeights:
     """A project weights file that holds an AOT / DeAOT engine (else an error naming it)."""
     weights = load_project_weights(path)
-    if weights.family not in ENGINE_FAMILIES:
+    if weights.family not in TRAINABLE_FAMILIES:
         raise InputFileError(f"{path} holds a {weights.family!r} model, not an AOT/DeAOT engine")
     return weights
 

@@ -122,3 +122,30 @@ def test_vote_into_a_full_disk_names_the_output(bench: dict, full_tmpfs_run) -> 
     assert code == 2, err
     _one_error_line(err, "vote", full_tmpfs_run.mount)
     assert not any(name.endswith(".tmp") for name in left), left
+
+
+@pytest.mark.slow
+def test_a_run_onto_a_full_disk_ends_in_one_line_naming_the_file(
+    full_tmpfs_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lsvos run`` with its outputs on a full disk: the first write fails the run, which ends
+    in one ``lsvos run: error:`` line naming the file, no traceback, no temporary file."""
+    from tests.pipeline.flow_fixtures import demo_with_imports
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    overrides = [
+        o
+        for o in demo_with_imports(tmp_path / "inputs", videos=1)
+        if not o.startswith(("runtime.output_root", "runtime.progress"))
+    ]
+    out = full_tmpfs_run.mount / "out" / "outputs"
+    code, err, left = full_tmpfs_run(
+        "run", *overrides, f"runtime.output_root={out}", "runtime.progress=false"
+    )
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("lsvos run: error: "), err
+    assert str(full_tmpfs_run.mount) in last and "no space left on device" in last.lower(), last
+    assert not any(name.endswith(".tmp") for name in left), left

@@ -33,11 +33,17 @@ def _weights(family: str, layout: str, where: str = "weights.bin") -> EngineWeig
     return EngineWeights.project(source.state_dict(), spec_to_dict(tiny_spec(family)), where)
 
 
-def test_the_registry_lists_aot_and_deaot() -> None:
-    assert ENGINE_FAMILIES == ("aot", "deaot") == tuple(ENGINES)
+def test_the_registry_lists_every_engine_with_its_parity_module() -> None:
+    assert ENGINE_FAMILIES == ("aot", "deaot", "cutie", "sam2") == tuple(ENGINES)
     for family, record in ENGINES.items():
         assert isinstance(record, EngineRecord) and record.family == family
-        assert record.variant_problem(f"{family}_tiny") is None
+        assert callable(record.parity.run_parity) and callable(record.parity.convert_parity)
+    for family in ("aot", "deaot"):
+        assert ENGINES[family].variant_problem(f"{family}_tiny") is None
+    assert ENGINES["cutie"].variant_problem("small") is None
+    assert ENGINES["cutie"].variant_problem("huge") is not None
+    assert ENGINES["sam2"].variant_problem("sam2.1_hiera_large") is None
+    assert ENGINES["sam2"].variant_problem("sam2.1_hiera_huge") is not None
     assert variant_problem("deaot", "r50_deaotl") is None
     assert "unknown AOT/DeAOT variant 'nope'" in str(variant_problem("aot", "nope"))
 

@@ -114,7 +114,8 @@ class CopyEngine:
         self.encoding_bytes = encoding_bytes
         self.calls: list[tuple[str, object]] = []
 
-    def new_session(self) -> CopySession:
+    def new_session(self, num_frames: int | None = None) -> CopySession:
+        self.calls.append(("new_session", num_frames))
         return CopySession(self)
 
 
@@ -137,8 +138,10 @@ def test_an_engine_of_protocol_only_runs_through_propagate_video() -> None:
     assert all(torch.equal(result.masks[t], masks[2]) for t in range(5))
     assert result.probs is not None and torch.equal(result.probs[0], masks[2].half())
     kinds = [kind for kind, _ in engine.calls]
-    # forward: reference at 2, steps 3 and 4; backward: fresh reference at 2, steps 1 and 0
-    assert kinds == ["add", "step", "step", "drop", "add", "step", "step"]
+    # the probe's session; then the video's, told its length (5 frames); forward: reference at
+    # 2, steps 3 and 4; backward: fresh reference at 2, steps 1 and 0
+    assert engine.calls[:2] == [("new_session", None), ("new_session", 5)]
+    assert kinds[2:] == ["add", "step", "step", "drop", "add", "step", "step"]
     assert stats == {"encodes": 5}  # frame 2 reused from the cache
 
 

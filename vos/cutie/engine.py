@@ -82,7 +82,8 @@ class CutieEngine:
     def device(self) -> torch.device:
         return self.network.pixel_mean.device
 
-    def new_session(self) -> CutieSession:
+    def new_session(self, num_frames: int | None = None) -> CutieSession:
+        """A session with no tracks (``num_frames`` is not needed by Cutie)."""
         return CutieSession(self)
 
     @contextlib.contextmanager
