@@ -1,4 +1,5 @@
-"""Every parity case in ../shared/parity, through ``lsvos parity`` (families with a port).
+"""Every parity case, through ``lsvos parity``: the shared ones in ../shared/parity, and the
+project's own (SAM 2, Cutie) in tests/parity.
 
 Manifest-only cases of very large checkpoints (UNINEXT ConvNeXt-L, ViT-H: 0.5-1.4 G parameters,
 up to ~8 GB to rebuild their random tensors) are marked slow; all others run by default.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.adapters.parity import default_parity_root, family_module
+from pipeline.adapters.parity import PROJECT_PARITY_ROOT, default_parity_root, family_module
 from pipeline.cli import main
 from tests.conftest import parity_case_dirs, require_parity_root
 
@@ -57,7 +58,8 @@ NO_CASES = pytest.param(
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES] or [NO_CASES])
 def test_parity_case(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    require_parity_root()
+    if case.parent != PROJECT_PARITY_ROOT:  # the project's own cases ship with it
+        require_parity_root()
     family = _config(case)["family"]
     if family_module(family) is None:
         pytest.skip(f"family {family!r} is not ported in this checkout yet")
