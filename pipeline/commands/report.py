@@ -1,11 +1,15 @@
-"""``lsvos report RUN_DIR``: an HTML page of a run's scores and overlay strips."""
+"""``lsvos report RUN_DIR``: rebuild a finished run's report.html from its report.json (the
+recipe graph, per-node scores, what each stage helped and hurt), recomputing nothing."""
 
 from __future__ import annotations
 
 import argparse
 
 NAME = "report"
-HELP = "render RUN_DIR/report.html: per-node scores, best and worst expressions per stage"
+HELP = (
+    "render RUN_DIR/report.html: the recipe graph, per-node scores, and the expressions each "
+    "stage helped and hurt most"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
