@@ -27,7 +27,7 @@ propagated once (``dedupe``).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -115,6 +115,7 @@ def propagate_video(
     key_frames: Mapping[ExpressionId, int],
     config: ProtocolConfig | None = None,
     stats: dict[str, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[ExpressionId, PropagationResult]:
     """Propagate every expression of one video from its key frame, both ways.
 
@@ -128,6 +129,8 @@ def propagate_video(
         config: protocol options.
         stats: if given, receives the sessions' ``stats`` summed (AOT / DeAOT:
             ``encoder_calls`` per scale and ``slot_steps``).
+        progress: if given, called as ``progress(done, total)`` after every frame of every
+            sweep (``total``: the frames all sweeps process); it only observes.
 
     Returns:
         Per expression, its :class:`PropagationResult`.
@@ -172,8 +175,17 @@ def propagate_video(
     group = len(jobs) if config.batch_expressions else 1
     if config.max_expressions_per_batch is not None:
         group = max(1, min(group, config.max_expressions_per_batch))
-    for start in range(0, len(jobs), max(group, 1)):
-        session_stats = _run_jobs(propagator, frames, jobs[start : start + group], config)
+    groups = [jobs[start : start + group] for start in range(0, len(jobs), max(group, 1))]
+    tick = None
+    if progress is not None:
+        total = sum(len(_sweep_frames(g, num_frames)) for g in groups)
+        done = iter(range(1, total + 1))
+
+        def tick() -> None:
+            progress(next(done), total)
+
+    for group_jobs in groups:
+        session_stats = _run_jobs(propagator, frames, group_jobs, config, tick)
         if stats is not None:
             for name, value in session_stats.items():
                 stats[name] = stats.get(name, 0) + value
@@ -190,8 +202,9 @@ def _run_jobs(
     frames: torch.Tensor,
     jobs: Sequence[_Job],
     config: ProtocolConfig,
+    tick: Callable[[], None] | None = None,
 ) -> dict[str, int]:
-    """Both sweeps for a group of jobs sharing one session."""
+    """Both sweeps for a group of jobs sharing one session (``tick()`` after every frame)."""
     num_frames = int(frames.shape[0])
     size = tuple(frames.shape[-2:])
     session = propagator.new_session(num_frames=num_frames)
@@ -219,6 +232,8 @@ def _run_jobs(
                 session.add_reference(feats, job.key_mask, track=id(job), frame_step=0)
         if t <= backward_needs:
             cache.offer(t, feats)
+        if tick is not None:
+            tick()
 
     # Backward sweep: frames max(k) .. 0.
     for t in range(backward_needs, -1, -1):
@@ -232,7 +247,18 @@ def _run_jobs(
                 if config.mode == "fresh":
                     session.drop_track(id(job))
                 session.add_reference(feats, job.key_mask, track=id(job), frame_step=0)
+        if tick is not None:
+            tick()
     return dict(session.stats)
+
+
+def _sweep_frames(jobs: Sequence[_Job], num_frames: int) -> list[int]:
+    """The frames :func:`_run_jobs` visits for ``jobs``: forward min(k)..T-1, backward
+    max(k)..0 (only over the jobs that go that way)."""
+    forward = [job.key for job in jobs if job.key < num_frames - 1]
+    backward = [job.key for job in jobs if job.key > 0]
+    start = min(forward, default=num_frames)
+    return [*range(start, num_frames), *range(max(backward, default=-1), -1, -1)]
 
 
 def _step(

@@ -28,11 +28,18 @@ quiet_user_error_tracebacks()  # also in the processes a served deployment start
 
 
 @task(name="node-video", task_run_name="{job.name}/{video_id}", cache_policy=NO_CACHE)
-def node_video_task(job: NodeJob, video_id: str) -> dict[str, Any]:
-    """Compute one node's mask set for one video (atomic; skipped when already complete)."""
+def node_video_task(job: NodeJob, video_id: str, progress: bool = False) -> dict[str, Any]:
+    """Compute one node's mask set for one video (atomic; skipped when already complete);
+    ``progress``: report the node's inner loop while it runs."""
+    from pipeline.core.memory import release_freed_memory
     from pipeline.orchestration.nodes.run import run_node_video
+    from pipeline.orchestration.progress import task_progress
 
-    return run_node_video(job, video_id)
+    try:
+        with task_progress(progress):
+            return run_node_video(job, video_id)
+    finally:  # what the task freed goes back to the OS, not under the next task's peak
+        release_freed_memory()
 
 
 @task(name="package", cache_policy=NO_CACHE)
@@ -59,7 +66,7 @@ def run_graph(plan: RunPlan) -> list[dict[str, Any]]:
         for video_id in plan.todo[job.name]:
             upstream = [futures[(i, video_id)] for i in job.inputs if (i, video_id) in futures]
             futures[(job.name, video_id)] = node_video_task.with_options(tags=[job.kind]).submit(
-                job, video_id, wait_for=upstream
+                job, video_id, plan.progress, wait_for=upstream
             )
     progress = ProgressReporter("nodes x videos", total=len(futures), enabled=plan.progress)
     records = []

@@ -8,6 +8,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.masks import MaskSet, Track
 from pipeline.orchestration.config import PropagateNode
 from pipeline.orchestration.jobs import NodeJob
+from pipeline.orchestration.progress import node_progress
 from pipeline.orchestration.splits import expression_ids, open_split
 
 
@@ -32,7 +33,10 @@ def propagate(job: NodeJob, video: str, out: MaskSet) -> None:
         propagator = get_propagator(engine)
     except UserError as err:
         raise UserError(f"propagate {job.name}: {err}") from err
-    results = propagate_video(propagator, frames, masks, key_frames, protocol_config(engine))
+    with node_progress(f"{job.name}/{video}", "frames") as report:
+        results = propagate_video(
+            propagator, frames, masks, key_frames, protocol_config(engine), progress=report
+        )
     for exp in expressions:
         out.write(video, exp, Track(info.frame_ids, results[exp].masks.cpu().numpy()))
     out.mark_complete(video, expressions)
