@@ -31,15 +31,11 @@ quiet_user_error_tracebacks()  # also in the processes a served deployment start
 def node_video_task(job: NodeJob, video_id: str, progress: bool = False) -> dict[str, Any]:
     """Compute one node's mask set for one video (atomic; skipped when already complete);
     ``progress``: report the node's inner loop while it runs."""
-    from pipeline.core.memory import release_freed_memory
     from pipeline.orchestration.nodes.run import run_node_video
     from pipeline.orchestration.progress import task_progress
 
-    try:
-        with task_progress(progress):
-            return run_node_video(job, video_id)
-    finally:  # what the task freed goes back to the OS, not under the next task's peak
-        release_freed_memory()
+    with task_progress(progress):
+        return run_node_video(job, video_id)
 
 
 @task(name="package", cache_policy=NO_CACHE)
