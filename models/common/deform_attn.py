@@ -19,20 +19,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Elements of the largest intermediates built at once (the sampled values x weights; the
+# offsets, weights and locations of MSDeformAttn): queries run in chunks of this bound, so the
+# memory stays flat in frames x queries.
+SAMPLE_CHUNK_ELEMENTS = 2**22
+
 
 def ms_deform_attn_sample(
     value: torch.Tensor,
     spatial_shapes: torch.Tensor | list[tuple[int, int]],
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
+    chunk_elements: int | None = None,
 ) -> torch.Tensor:
     """Sample and weight the multi-scale value maps.
+
+    Queries are independent, so they are sampled in chunks of at most ``chunk_elements``
+    (default :data:`SAMPLE_CHUNK_ELEMENTS`) sampled values each; every output element is
+    computed by the same operations whatever the chunking, so the result does not depend on it.
 
     Args:
         value: N x Lin x M x D.
         spatial_shapes: L x 2 (H_l, W_l), with sum(H_l * W_l) == Lin.
         sampling_locations: N x Lq x M x L x P x 2, normalised (x, y) in [0, 1].
         attention_weights: N x Lq x M x L x P, softmax-normalised over L x P.
+        chunk_elements: the memory bound (sampled values per chunk).
 
     Returns:
         N x Lq x (M * D).
@@ -41,20 +52,31 @@ def ms_deform_attn_sample(
     _, Lq, _, L, P, _ = sampling_locations.shape
     shapes = [(int(h), int(w)) for h, w in spatial_shapes]
     value_per_level = value.split([h * w for h, w in shapes], dim=1)
-    grids = 2 * sampling_locations - 1
-    sampled = []
-    for level, (h, w) in enumerate(shapes):
-        # N x HW x M x D -> (N*M) x D x H x W
-        value_l = value_per_level[level].flatten(2).transpose(1, 2).reshape(N * M, D, h, w)
-        # N x Lq x M x P x 2 -> (N*M) x Lq x P x 2
-        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
-        sampled.append(
-            F.grid_sample(
-                value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
-            )
-        )  # (N*M) x D x Lq x P
+    # N x HW x M x D -> (N*M) x D x H x W
+    values = [
+        v.flatten(2).transpose(1, 2).reshape(N * M, D, h, w)
+        for v, (h, w) in zip(value_per_level, shapes, strict=True)
+    ]
+    # N x Lq x M x L x P x 2 -> (N*M) x Lq x L x P x 2
+    grids = (2 * sampling_locations - 1).transpose(1, 2).flatten(0, 1)
     weights = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L * P)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)
+    per_query = max(N * M * D * L * P, 1)
+    step = max(1, (chunk_elements or SAMPLE_CHUNK_ELEMENTS) // per_query)
+    chunks = []
+    for q0 in range(0, Lq, step):
+        q1 = min(q0 + step, Lq)
+        sampled = [
+            F.grid_sample(
+                value_l,
+                grids[:, q0:q1, level],
+                mode="bilinear",
+                padding_mode="zeros",
+                align_corners=False,
+            )  # (N*M) x D x Lq' x P
+            for level, value_l in enumerate(values)
+        ]
+        chunks.append((torch.stack(sampled, dim=-2).flatten(-2) * weights[:, :, q0:q1]).sum(-1))
+    out = torch.cat(chunks, dim=-1) if len(chunks) > 1 else chunks[0]
     return out.view(N, M * D, Lq).transpose(1, 2).contiguous()
 
 
@@ -135,6 +157,32 @@ class MSDeformAttn(nn.Module):
         if input_padding_mask is not None:
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
         value = value.view(N, Lin, M, self.d_model // M)
+        if reference_points.shape[-1] not in (2, 4):
+            raise ValueError(
+                f"reference_points last dim must be 2 or 4, got {reference_points.shape[-1]}"
+            )
+        # Queries are independent: offsets, weights and locations (N x Lq x M x L x P x 2
+        # each, 145 MB for 100 frames of 1420 tokens) are built a bounded chunk at a time.
+        step = max(1, SAMPLE_CHUNK_ELEMENTS // max(N * M * L * P * 2, 1))
+        chunks = [
+            self._attend(
+                query[:, q0 : q0 + step], reference_points[:, q0 : q0 + step], value, shapes
+            )
+            for q0 in range(0, Lq, step)
+        ]
+        out = torch.cat(chunks, dim=1) if len(chunks) > 1 else chunks[0]
+        return self.output_proj(out)
+
+    def _attend(
+        self,
+        query: torch.Tensor,
+        reference_points: torch.Tensor,
+        value: torch.Tensor,
+        shapes: torch.Tensor,
+    ) -> torch.Tensor:
+        """The sampled values of some queries (N x Lq' x C) from the projected ``value``."""
+        N, Lq, _ = query.shape
+        M, L, P = self.n_heads, self.n_levels, self.n_points
         offsets = self.sampling_offsets(query).view(N, Lq, M, L, P, 2)
         weights = self.attention_weights(query).view(N, Lq, M, L * P).softmax(-1)
         weights = weights.view(N, Lq, M, L, P)
@@ -144,14 +192,9 @@ class MSDeformAttn(nn.Module):
                 reference_points[:, :, None, :, None, :]
                 + offsets / normalizer[None, None, None, :, None, :]
             )
-        elif reference_points.shape[-1] == 4:
+        else:
             locations = (
                 reference_points[:, :, None, :, None, :2]
                 + offsets / P * reference_points[:, :, None, :, None, 2:] * 0.5
             )
-        else:
-            raise ValueError(
-                f"reference_points last dim must be 2 or 4, got {reference_points.shape[-1]}"
-            )
-        out = ms_deform_attn_sample(value, shapes, locations, weights)
-        return self.output_proj(out)
+        return ms_deform_attn_sample(value, shapes, locations, weights)

@@ -24,7 +24,6 @@ Naming: B = videos, T = frames, C = channels; inside the stages tensors are B x 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,8 +34,9 @@ from torch.utils.checkpoint import checkpoint
 
 Size3 = tuple[int, int, int]
 
-# Windows attended at once: bounds the attention matrices on long, large videos.
-_WINDOW_CHUNK = 512
+# Windows attended at once: bounds the attention matrices on long, large videos (64 windows of
+# 8 x 7 x 7 tokens: 39 MB of attention weights per head).
+_WINDOW_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -108,13 +108,15 @@ def _unwindows(
     return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(B, T, H, W, -1)
 
 
-@functools.lru_cache(maxsize=32)
-def _shift_mask_cpu(padded: Size3, window: Size3, shift: Size3) -> torch.Tensor:
+def _shift_mask(padded: Size3, window: Size3, shift: Size3, device: torch.device) -> torch.Tensor:
+    # Built per stage call and freed with it, never cached: the mask is nW x N x N floats (270
+    # MB for one 40-frame stage of 440 windows of 8 x 7 x 7), and every video's padded size is
+    # a new key, so a cache kept one such mask per shape and stage alive for the process.
     # Regions of the cyclically shifted map, per axis: [0, n-w), [n-w, n-s), [n-s, n). An axis
     # without shift is one region (the official slicing overwrites it with a single label).
     labels = []
     for n, w, s in zip(padded, window, shift, strict=True):
-        axis = torch.zeros(n)
+        axis = torch.zeros(n, device=device)
         if s > 0:
             axis[n - w : n - s] = 1
             axis[n - s :] = 2
@@ -122,7 +124,7 @@ def _shift_mask_cpu(padded: Size3, window: Size3, shift: Size3) -> torch.Tensor:
     region = labels[0][:, None, None] * 9 + labels[1][None, :, None] * 3 + labels[2][None, None]
     region_windows = _windows(region[None, ..., None], window).squeeze(-1)  # nW x N
     differ = region_windows[:, None, :] != region_windows[:, :, None]
-    return torch.zeros(differ.shape).masked_fill(differ, -100.0)
+    return torch.zeros(differ.shape, device=device).masked_fill(differ, -100.0)
 
 
 def shifted_window_mask(
@@ -131,7 +133,7 @@ def shifted_window_mask(
     """nW x N x N additive mask (0 / -100) for shifted windows, or None without shift."""
     if not any(s > 0 for s in shift):
         return None
-    return _shift_mask_cpu(padded, window, shift).to(device)
+    return _shift_mask(padded, window, shift, device)
 
 
 class WindowAttention3D(nn.Module):
@@ -157,21 +159,18 @@ class WindowAttention3D(nn.Module):
         index = self.relative_position_index[:N, :N].reshape(-1)
         bias = self.relative_position_bias_table[index].view(N, N, -1).permute(2, 0, 1)
         outputs = []
-        # Windows are independent: attend a bounded number at a time (memory stays flat).
-        # With a mask, chunks hold whole videos' windows (the mask repeats per video).
-        per_video = 1 if mask is None else mask.shape[0]
-        chunk = per_video * max(1, _WINDOW_CHUNK // per_video)
-        for start in range(0, BW, chunk):
-            part = x[start : start + chunk]
+        # Windows are independent: attend a bounded number at a time (memory stays flat); a
+        # chunk takes the mask rows of its own windows (the mask repeats per video).
+        nW = None if mask is None else mask.shape[0]
+        for start in range(0, BW, _WINDOW_CHUNK):
+            part = x[start : start + _WINDOW_CHUNK]
             n = part.shape[0]
             qkv = self.qkv(part).view(n, N, 3, self.num_heads, C // self.num_heads)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each n x heads x N x D
             attn = (q * self.scale) @ k.transpose(-2, -1) + bias
             if mask is not None:
-                nW = mask.shape[0]
-                attn = (attn.view(n // nW, nW, self.num_heads, N, N) + mask[:, None]).view(
-                    n, self.num_heads, N, N
-                )
+                rows = torch.arange(start, start + n, device=mask.device) % nW
+                attn = attn + mask[rows][:, None]
             out = (attn.softmax(-1) @ v).transpose(1, 2).reshape(n, N, C)
             outputs.append(self.proj(out))
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]

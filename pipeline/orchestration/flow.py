@@ -27,15 +27,25 @@ FLOW_NAME = "lsvos-2stage"
 quiet_user_error_tracebacks()  # also in the processes a served deployment starts
 
 
+# Model tasks (a producer or an engine on a video) compute one at a time in a process
+# (pipeline.core.memory.model_slot); votes, scoring and I/O still run alongside them.
+MODEL_KINDS = frozenset({"produce", "propagate"})
+
+
 @task(name="node-video", task_run_name="{job.name}/{video_id}", cache_policy=NO_CACHE)
 def node_video_task(job: NodeJob, video_id: str, progress: bool = False) -> dict[str, Any]:
     """Compute one node's mask set for one video (atomic; skipped when already complete);
     ``progress``: report the node's inner loop while it runs."""
+    from pipeline.core.memory import model_slot, release_freed_memory
     from pipeline.orchestration.nodes.run import run_node_video
     from pipeline.orchestration.progress import task_progress
 
-    with task_progress(progress):
-        return run_node_video(job, video_id)
+    with model_slot(job.kind in MODEL_KINDS):
+        try:
+            with task_progress(progress):
+                return run_node_video(job, video_id)
+        finally:  # what the task freed goes back to the OS, not under the next task's peak
+            release_freed_memory()
 
 
 @task(name="package", cache_policy=NO_CACHE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from models.common.deform_attn import MSDeformAttn, ms_deform_attn_sample
@@ -71,3 +72,52 @@ def test_module_shapes_padding_and_any_batch() -> None:
     )
     boxes = torch.cat([ref, torch.rand(N, 5, 2, 2) * 0.5], -1)
     assert attn(query, boxes, src, shapes).shape == (N, 5, 16)
+
+
+def test_sampling_in_query_chunks_is_bounded_and_exact(monkeypatch) -> None:
+    """Regression (peak memory): the sampled values of all queries were stacked and weighted
+    at once, N*M x D x Lq x L*P floats (600 MB per encoder layer on a 35-frame demo video);
+    the sampling now runs in query chunks of a bounded size with a bit-identical result."""
+    import models.common.deform_attn as deform_attn
+
+    torch.manual_seed(0)
+    shapes = [(6, 8), (3, 4)]
+    N, M, D, Lq, P = 3, 2, 4, 50, 3
+    L = len(shapes)
+    value = torch.randn(N, sum(h * w for h, w in shapes), M, D)
+    loc = torch.rand(N, Lq, M, L, P, 2)
+    attn = torch.rand(N, Lq, M, L, P).softmax(-1)
+    whole = ms_deform_attn_sample(value, shapes, loc, attn, chunk_elements=10**9)
+    sampled_sizes: list[int] = []
+    grid_sample = deform_attn.F.grid_sample
+
+    def recording(*args: object, **kwargs: object) -> torch.Tensor:
+        out = grid_sample(*args, **kwargs)  # type: ignore[arg-type]
+        sampled_sizes.append(out.numel())
+        return out
+
+    monkeypatch.setattr(deform_attn.F, "grid_sample", recording)
+    bound = N * M * D * L * P * 7  # 7 queries a chunk
+    chunked = ms_deform_attn_sample(value, shapes, loc, attn, chunk_elements=bound)
+    assert torch.equal(chunked, whole)
+    assert len(sampled_sizes) == L * -(-Lq // 7)
+    assert max(sampled_sizes) * L <= bound
+
+
+@pytest.mark.parametrize("box", [False, True])
+def test_module_in_query_chunks_is_exact(monkeypatch, box: bool) -> None:
+    """Offsets, weights and locations are built per query chunk; the result is bit-identical."""
+    import models.common.deform_attn as deform_attn
+
+    torch.manual_seed(0)
+    attn = MSDeformAttn(d_model=16, n_levels=2, n_heads=4, n_points=2)
+    shapes = torch.tensor([[6, 8], [3, 4]])
+    N, Lq = 3, 40
+    src = torch.randn(N, 60, 16)
+    query = torch.randn(N, Lq, 16)
+    ref = torch.rand(N, Lq, 2, 4 if box else 2)
+    with torch.no_grad():
+        whole = attn(query, ref, src, shapes)
+        monkeypatch.setattr(deform_attn, "SAMPLE_CHUNK_ELEMENTS", N * 4 * 2 * 2 * 2 * 6)
+        chunked = attn(query, ref, src, shapes)
+    assert torch.equal(chunked, whole)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +59,20 @@ def test_shift_mask_matches_official_slicing(padded, window, shift) -> None:
     ours = shifted_window_mask(padded, window, shift, torch.device("cpu"))
     assert ours is not None
     assert torch.equal(ours, _official_style_mask(padded, window, shift))
+
+
+def test_shift_mask_is_not_kept_after_use() -> None:
+    """Regression (peak memory): the nW x N x N masks were cached per padded size, and every
+    video length is a new size, so the process kept one mask per (video, stage) alive (270 MB
+    for a 40-frame stage at 56 x 77); a mask now lives only as long as its stage uses it."""
+    mask = shifted_window_mask((16, 14, 21), (8, 7, 7), (4, 3, 3), torch.device("cpu"))
+    assert mask is not None
+    again = shifted_window_mask((16, 14, 21), (8, 7, 7), (4, 3, 3), torch.device("cpu"))
+    assert again is not mask and torch.equal(again, mask)
+    alive = weakref.ref(mask)
+    del mask, again
+    gc.collect()
+    assert alive() is None
 
 
 def test_window_shrinks_and_loses_its_shift() -> None:
