@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -508,6 +508,33 @@ def claim_root(root: Path, params: Mapping[str, object]) -> None:
     atomic_write_json(params_path, dict(params), indent=2)
 
 
+def split_counts(
+    videos: int | Mapping[str, int] | None, splits: Sequence[str], defaults: Mapping[str, int]
+) -> dict[str, int]:
+    """Videos per split: one number for every split, a mapping per split, or ``defaults``
+    (16 for a split they do not name); every split needs at least one."""
+    if videos is None:
+        counts = {s: defaults.get(s, 16) for s in splits}
+    elif isinstance(videos, int):
+        counts = {s: int(videos) for s in splits}
+    else:
+        counts = {s: int(videos[s]) for s in splits}
+    if any(n < 1 for n in counts.values()):
+        raise UserError(f"every split needs at least one video, got {counts}")
+    return counts
+
+
+def write_videos(
+    write: Callable[[tuple], dict], jobs: list[tuple], workers: int, chunksize: int
+) -> list[dict]:
+    """``write`` over ``jobs`` (one video each), in ``workers`` processes when more than one;
+    the records in job order (each video's bytes depend only on its job)."""
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            return list(pool.map(write, jobs, chunksize=chunksize))
+    return [write(job) for job in jobs]
+
+
 @dataclass(frozen=True)
 class SynthParams:
     seed: int
@@ -535,14 +562,7 @@ def write_synthetic_benchmark(
     ``root`` holding a benchmark made with other parameters is refused.
     """
     root = Path(root)
-    if videos is None:
-        counts = {s: DEFAULT_VIDEOS.get(s, 16) for s in splits}
-    elif isinstance(videos, int):
-        counts = {s: int(videos) for s in splits}
-    else:
-        counts = {s: int(videos[s]) for s in splits}
-    if any(n < 1 for n in counts.values()):
-        raise UserError(f"every split needs at least one video, got {counts}")
+    counts = split_counts(videos, splits, DEFAULT_VIDEOS)
     params = SynthParams(seed, counts, [list(s) for s in sizes], int(jpeg_quality))
     claim_root(root, asdict(params))
     atomic_write_text(root / "vocabulary.txt", "\n".join(synthetic_vocabulary()) + "\n")
@@ -551,12 +571,7 @@ def write_synthetic_benchmark(
             (root, seed, split, i, video_size(seed, split, i, sizes), jpeg_quality)
             for i in range(counts[split])
         ]
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                records = list(pool.map(_write_video, jobs, chunksize=4))
-        else:
-            records = [_write_video(job) for job in jobs]
-        _write_split_metas(root, split, records)
+        _write_split_metas(root, split, write_videos(_write_video, jobs, workers, chunksize=4))
     return root
 
 

@@ -34,13 +34,19 @@ as MeViS's server split. Deterministic from the seed: each video draws from its 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.data.synth import DEFAULT_SIZES, claim_root, video_id, video_size
+from pipeline.core.data.synth import (
+    DEFAULT_SIZES,
+    claim_root,
+    split_counts,
+    video_id,
+    video_size,
+    write_videos,
+)
 from pipeline.core.data.synth_draw import COLOURS, SHAPES, TEXTURES, render_scene
 from pipeline.core.data.synth_motion import (
     DIRECTIONS,
@@ -388,14 +394,7 @@ def write_synthetic_mevis_benchmark(
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise UserError(f"unknown MeViS split(s) {unknown}; known: {', '.join(SPLITS)}")
-    if videos is None:
-        counts = {s: DEFAULT_VIDEOS[s] for s in splits}
-    elif isinstance(videos, int):
-        counts = {s: int(videos) for s in splits}
-    else:
-        counts = {s: int(videos[s]) for s in splits}
-    if any(n < 1 for n in counts.values()):
-        raise UserError(f"every split needs at least one video, got {counts}")
+    counts = split_counts(videos, splits, DEFAULT_VIDEOS)  # splits checked above
     params = {
         "format": "mevis",
         "seed": seed,
@@ -411,10 +410,5 @@ def write_synthetic_mevis_benchmark(
             (root, seed, split, i, video_size(seed, split, i, sizes), int(jpeg_quality))
             for i in range(counts[split])
         ]
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                records = list(pool.map(_write_video, jobs, chunksize=2))
-        else:
-            records = [_write_video(job) for job in jobs]
-        _write_split(root, split, records)
+        _write_split(root, split, write_videos(_write_video, jobs, workers, chunksize=2))
     return root
