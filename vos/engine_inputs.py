@@ -7,6 +7,7 @@ Every family's builder (:mod:`vos.aot_build`, and the next engines) takes these;
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -139,3 +140,13 @@ class PropagatorOptions:
     def autocast(self) -> bool:
         """Float16 autocast (CUDA only)."""
         return self.precision == "fp16"
+
+
+def cuda_autocast(
+    enabled: bool, device: torch.device | str, dtype: torch.dtype = torch.float16
+) -> contextlib.AbstractContextManager[Any]:
+    """The engines' mixed precision: ``torch.autocast`` to ``dtype`` when ``enabled`` on a
+    CUDA ``device``, else nothing (CPU runs stay float32)."""
+    if enabled and torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()

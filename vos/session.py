@@ -27,15 +27,15 @@ Naming: H x W = original frame size; H' x W' = a network input size; L = stride-
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from vos.aot import AOT, EncodedFrame
-from vos.engine_inputs import BACKWARD_MEMORIES, BackwardMemory
+from vos.engine_inputs import BACKWARD_MEMORIES, BackwardMemory, cuda_autocast
 from vos.layers.attention import KeyValue, masked_fill_value
 from vos.layers.lstt import FrameMemory
 from vos.memory import EngineSlot
@@ -267,13 +267,8 @@ class Propagator:
         """A session with no tracks (``num_frames`` is not needed by AOT / DeAOT)."""
         return Session(self)
 
-    @contextlib.contextmanager
-    def precision(self) -> Iterator[None]:
-        if self.autocast and self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
-                yield
-        else:
-            yield
+    def precision(self) -> contextlib.AbstractContextManager[Any]:
+        return cuda_autocast(self.autocast, self.device)
 
 
 class Session:

@@ -19,8 +19,9 @@ mask: it becomes a memory frame (not permanent: the track's first frame is) and 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -30,7 +31,12 @@ from vos.cutie.convert import infer_variant, load_official, official_state_dict
 from vos.cutie.inference import CutieEncoding, CutieProcessor, encode_frame
 from vos.cutie.network import CutieNetwork
 from vos.cutie.spec import CutieSettings, CutieSpec, get_cutie_variant
-from vos.engine_inputs import EngineBuildError, EngineWeights, PropagatorOptions
+from vos.engine_inputs import (
+    EngineBuildError,
+    EngineWeights,
+    PropagatorOptions,
+    cuda_autocast,
+)
 
 TrackId = Hashable
 CUTIE_FAMILY = "cutie"
@@ -86,13 +92,8 @@ class CutieEngine:
         """A session with no tracks (``num_frames`` is not needed by Cutie)."""
         return CutieSession(self)
 
-    @contextlib.contextmanager
-    def precision(self) -> Iterator[None]:
-        if self.autocast and self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
-                yield
-        else:
-            yield
+    def precision(self) -> contextlib.AbstractContextManager[Any]:
+        return cuda_autocast(self.autocast, self.device)
 
 
 class CutieSession:

@@ -17,13 +17,19 @@ set to anything but their defaults.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 
 from models.shared.checkpoint import load_state_strict
-from vos.engine_inputs import EngineBuildError, EngineWeights, PropagatorOptions
+from vos.engine_inputs import (
+    EngineBuildError,
+    EngineWeights,
+    PropagatorOptions,
+    cuda_autocast,
+)
 from vos.sam2.convert import load_official
 from vos.sam2.model import Sam2Model
 from vos.sam2.session import Sam2Encoding, Sam2Session, Sam2StepOutput, TrackId
@@ -68,13 +74,9 @@ class AutocastSession:
     def stats(self) -> dict[str, int]:
         return self.inner.stats
 
-    @contextlib.contextmanager
-    def _precision(self) -> Iterator[None]:
-        if self.autocast:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                yield
-        else:
-            yield
+    def _precision(self) -> contextlib.AbstractContextManager[Any]:
+        # the engine passes autocast only on CUDA
+        return cuda_autocast(self.autocast, "cuda", torch.bfloat16)
 
     def encode(self, frame: torch.Tensor) -> Sam2Encoding:
         with self._precision():
