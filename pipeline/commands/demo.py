@@ -12,17 +12,14 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.orchestration.server import add_server_timeout
+
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the demo run")
     parser.add_argument("--port", type=int, default=4200, help="Prefect server port")
     parser.add_argument(
         "--keep-server", action="store_true", help="leave a server started here running"
     )
-    parser.add_argument(
-        "--server-timeout",
-        type=float,
-        default=600.0,
-        help="seconds to wait for a server started here to answer (default 600)",
-    )
+    add_server_timeout(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,6 +46,8 @@ def describe_configs(config_dir: Path = CONFIG_DIR) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.orchestration.server import add_server_timeout
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = describe_configs()
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. engines.aot.flip=false")
@@ -60,12 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the Prefect server's port: one answering there is used, else one is started there "
         "for this run (default: reuse 4200 if it answers, else a private server on a free port)",
     )
-    parser.add_argument(
-        "--server-timeout",
-        type=float,
-        default=600.0,
-        help="seconds to wait for a server started for this run to answer (default 600)",
-    )
+    add_server_timeout(parser)
 
 
 def split_overrides(args: argparse.Namespace) -> None:

@@ -9,6 +9,8 @@ HELP = "start (or reuse) a local Prefect server and serve lsvos-2stage/demo and 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.orchestration.server import add_server_timeout
+
     parser.add_argument("--port", type=int, default=4200, help="server port on 127.0.0.1")
     parser.add_argument(
         "--limit", type=int, default=1, help="flow runs executed at the same time (default 1)"
@@ -24,12 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print no banner (lsvos demo runs its serve this way)",
     )
-    parser.add_argument(
-        "--server-timeout",
-        type=float,
-        default=600.0,
-        help="seconds to wait for a server started here to answer (default 600)",
-    )
+    add_server_timeout(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ profile; ``lsvos serve --set-profile`` does, when asked.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -43,6 +44,17 @@ QUIET_ENV = {
     "PREFECT_RUNNER_POLL_FREQUENCY": "1",
 }
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def add_server_timeout(parser: argparse.ArgumentParser) -> None:
+    """``--server-timeout`` for the commands that may start a server (run, serve, demo)."""
+    parser.add_argument(
+        "--server-timeout",
+        type=float,
+        default=DEFAULT_START_TIMEOUT,
+        help="seconds to wait for a Prefect server started here to answer "
+        f"(default {DEFAULT_START_TIMEOUT:.0f})",
+    )
 
 
 def api_url(port: int = DEFAULT_PORT) -> str:
