@@ -15,16 +15,15 @@ EngineWeights` and :class:`vos.build.PropagatorOptions`; what an engine is lives
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.shared.checkpoint import CheckpointError, read_checkpoint
+from pipeline.adapters.build_cache import BuildCache
 from pipeline.adapters.weights import (
     checkpoint_problem,
     checkpoint_user_error,
-    file_stamp,
     inference_scales,
     is_project_weights,
     load_project_weights,
@@ -44,10 +43,7 @@ if TYPE_CHECKING:  # the schema's types; adapters import nothing of the orchestr
     from pipeline.orchestration.config import EngineConfig
     from vos.protocol import ProtocolConfig
 
-_LOCK = threading.Lock()
-_PROPAGATORS: dict[str, PropagationEngine] = {}
-# a build that failed fails again at once while its checkpoint file is unchanged
-_FAILED_BUILDS: dict[str, tuple[tuple[int, int] | None, UserError]] = {}
+_PROPAGATORS: BuildCache[PropagationEngine] = BuildCache()
 
 
 def engine_problems(where: str, settings: EngineConfig) -> list[str]:
@@ -82,19 +78,7 @@ def engine_problems(where: str, settings: EngineConfig) -> list[str]:
 def get_propagator(settings: EngineConfig) -> PropagationEngine:
     """The engine for ``settings`` (built once per process)."""
     key = json.dumps(asdict(settings), sort_keys=True, default=str)
-    with _LOCK:
-        failed = _FAILED_BUILDS.get(key)
-        stamp = file_stamp(settings.checkpoint)
-        if failed is not None and failed[0] == stamp:  # each video's task would fail the same
-            raise failed[1]
-        if key not in _PROPAGATORS:
-            try:
-                _PROPAGATORS[key] = engine_from_config(settings)
-            except UserError as err:
-                _FAILED_BUILDS[key] = (stamp, err)
-                raise
-            _FAILED_BUILDS.pop(key, None)
-        return _PROPAGATORS[key]
+    return _PROPAGATORS.get(key, settings.checkpoint, lambda: engine_from_config(settings))
 
 
 def engine_from_config(settings: EngineConfig) -> PropagationEngine:

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import models.build as library
 from models.common.producer import Producer
 from models.shared.checkpoint import CheckpointError, read_checkpoint
+from pipeline.adapters.build_cache import BuildCache
 from pipeline.adapters.weights import (
     checkpoint_problem,
     checkpoint_user_error,
-    file_stamp,
     inference_short_side,
     is_project_weights,
     load_project_weights,
@@ -42,9 +42,7 @@ if TYPE_CHECKING:  # the schema's types; adapters import nothing of the orchestr
 MODEL_FAMILIES = library.PRODUCER_FAMILIES
 
 _LOCK = threading.Lock()
-_PRODUCERS: dict[str, Producer] = {}
-# a build that failed fails again at once while its checkpoint file is unchanged
-_FAILED_BUILDS: dict[str, tuple[tuple[int, int] | None, UserError]] = {}
+_PRODUCERS: BuildCache[Producer] = BuildCache()
 _TOKENIZERS: dict[str, Any] = {}
 
 
@@ -102,19 +100,9 @@ def get_tokenizer(settings: ProducerConfig) -> Any:
 def get_producer(settings: ProducerConfig, dataset_format: str) -> Producer:
     """The producer for ``settings`` on a dataset format (built once per process)."""
     key = json.dumps([asdict(settings), str(dataset_format)], sort_keys=True, default=str)
-    with _LOCK:
-        failed = _FAILED_BUILDS.get(key)
-        stamp = file_stamp(settings.checkpoint)
-        if failed is not None and failed[0] == stamp:  # each video's task would fail the same
-            raise failed[1]
-        if key not in _PRODUCERS:
-            try:
-                _PRODUCERS[key] = producer_from_config(settings, dataset_format)
-            except UserError as err:
-                _FAILED_BUILDS[key] = (stamp, err)
-                raise
-            _FAILED_BUILDS.pop(key, None)
-        return _PRODUCERS[key]
+    return _PRODUCERS.get(
+        key, settings.checkpoint, lambda: producer_from_config(settings, dataset_format)
+    )
 
 
 def producer_from_config(settings: ProducerConfig, dataset_format: str) -> Producer:

@@ -183,7 +183,7 @@ def test_checkpoint_with_wrong_keys_is_one_line_and_built_once(
         return real(s)
 
     monkeypatch.setattr(engines, "engine_from_config", counted)
-    monkeypatch.setattr(engines, "_FAILED_BUILDS", {})
+    monkeypatch.setattr(engines, "_PROPAGATORS", engines.BuildCache())
     messages = []
     for _ in range(3):  # three videos' tasks
         with pytest.raises(UserError) as caught:
