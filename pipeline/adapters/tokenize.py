@@ -168,4 +168,9 @@ def load_tokenizer(spec: str | Path, *, hf_name: str = "roberta-base") -> TextTo
         return load_word_tokenizer(path)
     if path.is_dir():
         return load_hf_tokenizer(hf_name, path)
+    if path.is_absolute() or str(spec).startswith((".", "~")):  # a path, not a model name
+        raise InputFileError(
+            f"tokenizer folder not found: {spec} (pass a folder of tokenizer files, a word-level "
+            "tokenizer.json, or a model name in the Hugging Face cache)"
+        )
     return load_hf_tokenizer(str(spec))

@@ -80,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
     split_overrides(args)
     from pipeline.orchestration.config import compose_config
 
-    compose_config(args.overrides)  # fail on a bad config before a server starts
+    cfg = compose_config(args.overrides)  # fail on a bad config before a server starts
+    from pipeline.orchestration.prepare import check_run
+
+    check_run(cfg, nodes=args.nodes, stages=args.stages)  # missing paths, all of them, too
     from pipeline.orchestration.flow import lsvos_2stage
     from pipeline.orchestration.server import prefect_api, server_for_run
 

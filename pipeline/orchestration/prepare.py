@@ -31,7 +31,7 @@ from pipeline.orchestration.config import (
 from pipeline.orchestration.jobs import RunPlan
 from pipeline.orchestration.plan import make_plan
 from pipeline.orchestration.recipe import Node, Recipe
-from pipeline.orchestration.splits import open_split
+from pipeline.orchestration.splits import dataset_problems, open_split
 
 
 def prepare_run(
@@ -46,10 +46,7 @@ def prepare_run(
     """Validate, prepare and plan a run of ``cfg``; raises :class:`UserError` listing every
     problem found before any work."""
     recipe = Recipe.from_config(cfg)
-    selected = recipe.select(nodes, stages)
-    problems = preflight(cfg, selected)
-    if problems:
-        raise UserError("cannot start the run:\n  - " + "\n  - ".join(problems))
+    selected = check_run(cfg, nodes=nodes, stages=stages)
     dataset = prepare_dataset(cfg.dataset, cfg.runtime.output_root)
     split = open_split(dataset)
     output_root = Path(cfg.runtime.output_root).resolve()
@@ -77,12 +74,24 @@ def prepare_run(
     return plan
 
 
+def check_run(
+    cfg: LsvosConfig, *, nodes: Iterable[str] | None = None, stages: Iterable[str] | None = None
+) -> list[Node]:
+    """The selected nodes of ``cfg``'s recipe; raises :class:`UserError` listing every problem
+    :func:`preflight` finds. ``lsvos run`` calls it before it starts a server, the flow again."""
+    selected = Recipe.from_config(cfg).select(nodes, stages)
+    problems = preflight(cfg, selected)
+    if problems:
+        raise UserError("cannot start the run:\n  - " + "\n  - ".join(problems))
+    return selected
+
+
 def preflight(cfg: LsvosConfig, selected: Sequence[Node]) -> list[str]:
     """Every problem that would stop the run, found before any work (paths named)."""
     from pipeline.adapters.engines import engine_problems
     from pipeline.adapters.producers import producer_problems
 
-    problems: list[str] = []
+    problems: list[str] = dataset_problems(cfg.dataset)
     for node in selected:
         if isinstance(node.config, ProduceNode):
             name = node.config.producer

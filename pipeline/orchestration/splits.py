@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from pipeline.core.data import RVOSDataset, open_dataset
+from pipeline.core.errors import UserError
 from pipeline.orchestration.config import DatasetConfig
 
 _LOCK = threading.Lock()
@@ -26,3 +27,18 @@ def open_split(dataset: DatasetConfig) -> RVOSDataset:
 def expression_ids(dataset: DatasetConfig, video: str) -> list[str]:
     """The video's expression ids in meta order."""
     return [e.id for e in open_split(dataset).expressions(video)]
+
+
+def dataset_problems(dataset: DatasetConfig) -> list[str]:
+    """Why ``dataset``'s split cannot be read (empty when it can, or when the synthetic benchmark
+    will be generated there on first use): a missing root or meta file, named."""
+    if dataset.synthetic and dataset.synthetic.generate:
+        return []
+    root = Path(dataset.root).resolve()
+    if not root.is_dir():
+        return [f"dataset.root: folder not found: {root}"]
+    try:
+        open_split(dataset)
+    except UserError as err:
+        return [f"dataset.root: {err}"]
+    return []

@@ -46,7 +46,7 @@ svg text.sub{fill:#555;font-size:11px}
 table.tiles{border-collapse:collapse;margin-top:4px}
 .tiles th{font-weight:normal;font-size:12px;text-align:right;padding:0 6px 0 0;white-space:nowrap}
 .tiles thead th{text-align:center;padding:0 1px}.tiles th.key{font-weight:bold;color:#8a6d00}
-.tiles td{padding:1px}.tiles img{height:48px;display:block;transition:transform .1s}
+.tiles td{padding:1px}.tiles img{height:40px;display:block;transition:transform .1s}
 .tiles img:hover{transform:scale(3);position:relative;z-index:5;box-shadow:0 0 6px #000}
 .tiles tr.output th,.tiles tr.baseline th{font-weight:bold}
 .none{color:#777}

@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.core.io import encode_jpeg
 
 TILE_FRAMES = 6
-TILE_HEIGHT = 96  # pixels encoded; the page shows tiles at half size and zooms on hover
+TILE_HEIGHT = 96  # pixels encoded; the page shows tiles 40 px high and zooms on hover
 PREDICTION_RGB = (255, 0, 0)
 TRUTH_RGB = (0, 255, 0)
 KEY_FRAME_RGB = (255, 210, 0)
