@@ -1,8 +1,8 @@
 """report.html parsed (html.parser): each part is there, and its figures equal report.json.
 
 The run is the one :func:`tests.pipeline.test_report.make_run` reports (the demo recipe on a
-two-video synthetic split, masks written from the ground truth). No headless browser is
-installed here, so the page is checked by its parse, not a screenshot.
+two-video synthetic split, masks written from the ground truth). The same page in a real
+browser (headless Chromium): tests/pipeline/test_report_browser.py.
 """
 
 from __future__ import annotations

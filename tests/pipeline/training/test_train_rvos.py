@@ -38,7 +38,21 @@ def test_registry_lists_the_sgmg_models(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["train-rvos", "--model", "nope", "--data", ".", "--out", "x.safetensors"]) == 2
 
 
-@pytest.mark.parametrize("name", ["sgmg-tiny", "sgmg-multi-tiny"])
+def test_family_models_have_one_query_variants() -> None:
+    models = registered_models()
+    for family in ("referformer", "mutr", "soc"):
+        several, one = models[f"{family}-tiny"], models[f"{family}-tiny-1q"]
+        assert several.default_config(50)["num_queries"] > 1
+        assert one.default_config(50)["num_queries"] == 1
+        assert {k: v for k, v in one.default_config(50).items() if k != "num_queries"} == {
+            k: v for k, v in several.default_config(50).items() if k != "num_queries"
+        }
+        assert one.family == several.family and min(one.clips.short_sides) > min(
+            several.clips.short_sides
+        )
+
+
+@pytest.mark.parametrize("name", ["sgmg-tiny", "sgmg-multi-tiny", "mutr-tiny-1q"])
 def test_train_resume_ship_and_score(synth: Path, tmp_path: Path, name: str) -> None:
     torch.set_num_threads(2)
     out = tmp_path / "model.safetensors"
