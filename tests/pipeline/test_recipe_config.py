@@ -123,6 +123,6 @@ def test_missing_paths_fail_before_any_work(tmp_path: Path) -> None:
         f"dataset.root={tmp_path / 'no-dataset'}",
         "dataset.synthetic=null",
     ]
-    with pytest.raises(UserError, match=r"dataset root not found: .*no-dataset"):
+    with pytest.raises(UserError, match=r"dataset\.root: folder not found: .*no-dataset"):
         prepare_run(compose_config(bad))
     assert not out.exists(), "a failed preflight must not start any work"
