@@ -16,6 +16,17 @@ tiny ``x``, so the last mask is source 0's probabilities ``>=`` :data:`SIGMOID_T
 named source's per-frame scores for each expression (the source's recorded key frame where it
 has no scores).
 
+``mode="soft"`` votes probabilities instead of masks: a pixel is foreground when the weighted
+mean of its voters' foreground probabilities (over both expressions under ``pairs``) reaches
+``prob_threshold`` (``>=``, default 0.5). A source's probability is its track's ``probs``; a
+source that keeps only binary masks (an import of PNGs, a propagation, a hard vote) votes its
+mask as 0 / 1, so a soft vote of binary sources at 0.5 is the hard vote at half of the votes.
+The odd policy applies alike (``first_source``: source 0's probability alone); vote counts
+(``min_votes``, ``odd_min_votes``) and ``sigmoid_twice`` belong to hard votes only. Key frames
+follow ``key_frame_rule`` (:mod:`pipeline.core.keyframe_rules`): the key source's scores
+(``"score"``, above), the fused probability (``"mean_probability"``) or the voters' agreement
+(``"agreement"``).
+
 :func:`vote_video` is the pure per-video function; :func:`vote_mask_sets` streams videos from
 mask sources to a mask set, one group of expressions in memory at a time, in parallel processes.
 """
@@ -32,6 +43,12 @@ from typing import Literal
 import numpy as np
 
 from pipeline.core.errors import UserError
+from pipeline.core.keyframe_rules import (
+    KEY_FRAME_RULES,
+    KeyFrameRule,
+    PairwiseAgreement,
+    mean_probability,
+)
 from pipeline.core.masks.maskset import MaskSet
 from pipeline.core.masks.sources import MaskSource, describe_source, open_masks, source_location
 from pipeline.core.masks.track import Track
@@ -39,6 +56,9 @@ from pipeline.core.parallel import process_imap
 
 OddPolicy = Literal["first_source", "own_threshold"]
 ODD_POLICIES: tuple[str, ...] = ("first_source", "own_threshold")
+VoteMode = Literal["hard", "soft"]
+VOTE_MODES: tuple[str, ...] = ("hard", "soft")
+DEFAULT_PROB_THRESHOLD = 0.5
 _EPS = 1e-6
 
 
@@ -83,8 +103,12 @@ class VoteSpec:
     pool expressions (2i, 2i+1). ``odd_policy`` / ``odd_min_votes``: the last expression of an
     odd count under ``pairs`` (``None`` = a strict majority of its votes). ``sigmoid_twice``:
     V2's compatibility switch. ``key_frame_source``: the source whose scores choose key
-    frames (``None``: no key frames). ``resize``: resize sources to source 0's size (nearest)
-    instead of refusing different sizes."""
+    frames by the ``"score"`` rule (``None``: no key frames by that rule). ``resize``: resize
+    sources to source 0's size (nearest) instead of refusing different sizes. ``mode``:
+    ``"hard"`` counts binary votes, ``"soft"`` thresholds the weighted mean probability at
+    ``prob_threshold`` (in (0, 1]; soft votes only). ``key_frame_rule``: one of
+    :data:`~pipeline.core.keyframe_rules.KEY_FRAME_RULES`; the rules other than ``"score"``
+    take no ``key_frame_source`` and always choose key frames."""
 
     sources: tuple[str, ...]
     weights: tuple[float, ...] | None = None
@@ -95,6 +119,9 @@ class VoteSpec:
     sigmoid_twice: bool = False
     key_frame_source: str | None = None
     resize: bool = False
+    mode: VoteMode = "hard"
+    prob_threshold: float = DEFAULT_PROB_THRESHOLD
+    key_frame_rule: KeyFrameRule = "score"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", tuple(self.sources))
@@ -113,6 +140,7 @@ class VoteSpec:
                 raise UserError(f"{name} must be positive, got {value}")
         if self.odd_policy not in ODD_POLICIES:
             raise UserError(f"odd_policy must be one of {ODD_POLICIES}, got {self.odd_policy!r}")
+        self._check_mode()
         self._check_reachable()
         if self.sigmoid_twice and self.odd_policy != "first_source":
             raise UserError("sigmoid_twice applies to the 'first_source' odd policy only")
@@ -124,6 +152,50 @@ class VoteSpec:
                     f"{'is not among' if hits == 0 else 'is ambiguous in'} the sources "
                     f"{list(self.sources)}"
                 )
+        self._check_key_frame_rule()
+
+    def _check_mode(self) -> None:
+        """Refuse a bad mode or threshold, and settings the mode would silently ignore."""
+        if self.mode not in VOTE_MODES:
+            raise UserError(f"mode must be one of {VOTE_MODES}, got {self.mode!r}")
+        threshold = self.prob_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise UserError(f"prob_threshold must be a number in (0, 1], got {threshold!r}")
+        if not 0 < threshold <= 1:  # also refuses NaN
+            raise UserError(
+                f"prob_threshold must be in (0, 1], got {threshold!r}"
+                + (": every pixel would be foreground" if threshold == 0 else "")
+            )
+        object.__setattr__(self, "prob_threshold", float(threshold))
+        if self.mode == "hard":
+            if self.prob_threshold != DEFAULT_PROB_THRESHOLD:
+                raise UserError(
+                    f"prob_threshold {self.prob_threshold:g} applies to soft votes; this vote "
+                    "is hard (set mode to 'soft', or min_votes for a hard threshold)"
+                )
+            return
+        for name in ("min_votes", "odd_min_votes"):
+            if getattr(self, name) is not None:
+                raise UserError(
+                    f"{name} counts hard votes; a soft vote thresholds the mean probability "
+                    "(prob_threshold): leave it unset or set mode to 'hard'"
+                )
+        if self.sigmoid_twice:
+            raise UserError("sigmoid_twice applies to hard votes only (mode 'hard')")
+
+    def _check_key_frame_rule(self) -> None:
+        rule = self.key_frame_rule
+        if rule not in KEY_FRAME_RULES:
+            raise UserError(f"key_frame_rule must be one of {KEY_FRAME_RULES}, got {rule!r}")
+        if rule == "score":
+            return
+        if self.key_frame_source is not None:
+            raise UserError(
+                f"key frame source {self.key_frame_source!r} is for the 'score' key-frame "
+                f"rule; the {rule!r} rule reads every voter: leave it unset"
+            )
+        if rule == "agreement" and len(self.sources) < 2:
+            raise UserError("the 'agreement' key-frame rule needs at least two sources")
 
     def _check_reachable(self) -> None:
         """Refuse thresholds above the votes a group can cast: every pixel would be background.
@@ -162,6 +234,16 @@ class VoteSpec:
     @property
     def integer_weights(self) -> bool:
         return all(float(w).is_integer() for w in self.source_weights)
+
+    @property
+    def reads_probabilities(self) -> bool:
+        """Whether the vote reads its sources' probabilities (a soft vote, or the
+        ``"mean_probability"`` key-frame rule)."""
+        return self.mode == "soft" or self.key_frame_rule == "mean_probability"
+
+    @property
+    def chooses_key_frames(self) -> bool:
+        return self.key_frame_source is not None or self.key_frame_rule != "score"
 
     def groups(self, expression_order: Sequence[str]) -> list[tuple[str, ...]]:
         """The expression groups voted together, in order."""
@@ -222,6 +304,7 @@ def iter_vote_video(
     *,
     recorded_key_frames: Sequence[Mapping[str, int]] | None = None,
     video: str = "?",
+    keep_probs: bool = False,
 ) -> Iterator[tuple[dict[str, Track], dict[str, int]]]:
     """Vote one video group by group, yielding ``(tracks, key frames)`` per group.
 
@@ -230,51 +313,155 @@ def iter_vote_video(
     """
     if len(tracks_per_source) != len(spec.sources):
         raise VoteError(f"{len(tracks_per_source)} sources given, spec names {len(spec.sources)}")
+    for group in spec.groups(expression_order):
+        yield _vote_group(
+            tracks_per_source, group, spec, recorded_key_frames, video, keep_probs=keep_probs
+        )
+
+
+class _Ballot:
+    """The votes cast on one group of expressions: vote counts (hard) and the weighted sum
+    of the voters' probabilities (soft, or for the ``"mean_probability"`` key-frame rule).
+
+    Memory: one ``T x H x W`` array per kind (uint8 counts for small integer weights, float32
+    sums), whatever the number of voters."""
+
+    def __init__(self, spec: VoteSpec, group_size: int, odd: bool, first_only: bool) -> None:
+        self.spec = spec
+        self.group_size = group_size
+        self.odd = odd
+        self.first_only = first_only
+        self.counts: np.ndarray | None = None  # hard: summed (weighted) votes
+        self.first_mask: np.ndarray | None = None  # hard, first_source: source 0's mask
+        self.probability_sum: np.ndarray | None = None
+        self.total_weight = 0.0  # summed weights of the votes cast
+
+    def add(self, track: Track, weight: float, name: str, video: str, exp: str) -> None:
+        spec = self.spec
+        self.total_weight += weight
+        if spec.mode == "hard":
+            if self.first_only:
+                self.first_mask = _first_source_mask(track, spec, name, video, exp)
+            else:
+                self.counts = _add_votes(self.counts, track.masks, weight, spec, self.group_size)
+        if spec.reads_probabilities:
+            self.probability_sum = _add_probabilities(
+                self.probability_sum, _probabilities(track), weight
+            )
+
+    def fused(self) -> np.ndarray:
+        """``T x H x W`` bool: the voted mask."""
+        spec = self.spec
+        if spec.mode == "soft":
+            assert self.probability_sum is not None
+            bound = (spec.prob_threshold - _EPS) * self.total_weight
+            return _at_least(self.probability_sum, bound)
+        if self.first_only:
+            assert self.first_mask is not None
+            return self.first_mask
+        assert self.counts is not None
+        threshold, strict = spec.threshold(self.group_size, self.odd)
+        if self.counts.dtype.kind == "f":
+            if strict:
+                return self.counts > threshold + _EPS
+            return self.counts >= threshold - _EPS
+        if strict:
+            return self.counts > threshold
+        return self.counts >= math.ceil(threshold - _EPS)
+
+    def mean_probabilities(self) -> np.ndarray:
+        """``T x H x W`` float32: the weighted mean probability (computed in place: the last
+        use of the sum)."""
+        assert self.probability_sum is not None
+        mean = np.divide(
+            self.probability_sum, np.float32(self.total_weight), out=self.probability_sum
+        )
+        self.probability_sum = None
+        return mean
+
+
+def _vote_group(
+    tracks_per_source: Sequence[Mapping[str, Track]],
+    group: tuple[str, ...],
+    spec: VoteSpec,
+    recorded: Sequence[Mapping[str, int]] | None,
+    video: str,
+    *,
+    keep_probs: bool,
+) -> tuple[dict[str, Track], dict[str, int]]:
+    """One group (an expression, or a pooled pair): its fused tracks and key frames."""
+    odd = spec.pairs and len(group) == 1
+    first_only = odd and spec.odd_policy == "first_source"
+    voters = range(1) if first_only else range(len(spec.sources))
+    agreement = PairwiseAgreement() if spec.key_frame_rule == "agreement" else None
+    # the agreement rule reads every source, also where source 0 alone votes
+    readers = range(len(spec.sources)) if agreement is not None else voters
     weights = spec.source_weights
     key_index = None if spec.key_frame_source is None else spec.sources.index(spec.key_frame_source)
-    for group in spec.groups(expression_order):
-        odd = spec.pairs and len(group) == 1
-        first_only = odd and spec.odd_policy == "first_source"
-        voters = [0] if first_only else range(len(spec.sources))
-        refs: dict[str, Track] = {}
-        key_scores: dict[str, np.ndarray | None] = {}
-        counts: np.ndarray | None = None
-        for exp in group:
-            for s in voters:
-                name = spec.sources[s]
-                track = _get(tracks_per_source[s], name, video, exp)
-                if s == 0:
-                    refs[exp] = track
-                track = _check_alike(track, refs[exp], name, video, exp, spec)
-                if s == key_index:
-                    key_scores[exp] = track.scores
-                if first_only:
-                    counts = _first_source_mask(track, spec, name, video, exp)
-                    continue
-                counts = _add_votes(counts, track.masks, weights[s], spec, len(group))
-            if first_only and key_index is not None and key_index != 0:
-                key_track = _get(tracks_per_source[key_index], spec.key_frame_source, video, exp)
-                key_scores[exp] = _check_alike(
-                    key_track, refs[exp], spec.key_frame_source, video, exp, spec
-                ).scores
-        assert counts is not None
-        if first_only:
-            fused = counts
-        else:
-            threshold, strict = spec.threshold(len(group), odd)
-            if counts.dtype.kind == "f":
-                fused = counts > threshold + _EPS if strict else counts >= threshold - _EPS
-            else:
-                fused = counts > threshold if strict else counts >= math.ceil(threshold - _EPS)
-        out_tracks: dict[str, Track] = {}
-        out_keys: dict[str, int] = {}
-        for exp in group:
-            scores = key_scores.get(exp) if key_index is not None else None
-            out_tracks[exp] = Track(refs[exp].frame_ids, fused, scores)
-            if key_index is not None:
-                key = _key_frame(scores, recorded_key_frames, key_index, spec, video, exp)
-                out_keys[exp] = key
-        yield out_tracks, out_keys
+    ballot = _Ballot(spec, len(group), odd, first_only)
+    refs: dict[str, Track] = {}
+    key_scores: dict[str, np.ndarray | None] = {}
+    for exp in group:
+        for s in readers:
+            name = spec.sources[s]
+            track = _get(tracks_per_source[s], name, video, exp)
+            if s == 0:
+                refs[exp] = track
+            track = _check_alike(track, refs[exp], name, video, exp, spec)
+            if s == key_index:
+                key_scores[exp] = track.scores
+            if agreement is not None:
+                agreement.add(track.masks)
+            if s in voters:
+                ballot.add(track, weights[s], name, video, exp)
+        if key_index is not None and exp not in key_scores:  # a source that does not vote here
+            key_track = _get(tracks_per_source[key_index], spec.key_frame_source, video, exp)
+            key_scores[exp] = _check_alike(
+                key_track, refs[exp], spec.key_frame_source, video, exp, spec
+            ).scores
+    fused = ballot.fused()
+    rule_values: np.ndarray | None = None  # per frame, for the rules other than "score"
+    if spec.key_frame_rule == "mean_probability":
+        assert ballot.probability_sum is not None
+        rule_values = mean_probability(ballot.probability_sum, ballot.total_weight, fused)
+    elif agreement is not None:
+        rule_values = agreement.per_frame()
+    probs = ballot.mean_probabilities() if keep_probs and spec.mode == "soft" else None
+    out_tracks: dict[str, Track] = {}
+    out_keys: dict[str, int] = {}
+    for exp in group:
+        scores = rule_values if rule_values is not None else key_scores.get(exp)
+        out_tracks[exp] = Track(refs[exp].frame_ids, fused, scores, probs)
+        if rule_values is not None:
+            out_keys[exp] = int(np.argmax(rule_values))
+        elif key_index is not None:
+            out_keys[exp] = _key_frame(scores, recorded, key_index, spec, video, exp)
+    return out_tracks, out_keys
+
+
+def _probabilities(track: Track) -> np.ndarray:
+    """A source's foreground probabilities: its ``probs``, else its binary mask as 0 / 1."""
+    return track.probs if track.probs is not None else track.masks
+
+
+def _add_probabilities(total: np.ndarray | None, probs: np.ndarray, weight: float) -> np.ndarray:
+    """``total + weight * probs`` in float32, in place (``probs``: bool, float16 or float32)."""
+    if total is None:
+        total = np.zeros(probs.shape, np.float32)
+    if weight == 1:
+        np.add(total, probs, out=total, dtype=np.float32)
+    else:
+        np.add(total, np.multiply(probs, np.float32(weight), dtype=np.float32), out=total)
+    return total
+
+
+def _at_least(values: np.ndarray, bound: float) -> np.ndarray:
+    """``values >= bound`` compared in float64 (``bound`` is not rounded to float32), frame by
+    frame so that no float64 copy of the whole group is made."""
+    out = np.empty(values.shape, bool)
+    for t, frame in enumerate(values):
+        np.greater_equal(frame.astype(np.float64), bound, out=out[t])
+    return out
 
 
 def _add_votes(
@@ -324,6 +511,7 @@ def vote_video(
     *,
     recorded_key_frames: Sequence[Mapping[str, int]] | None = None,
     video: str = "?",
+    keep_probs: bool = False,
 ) -> tuple[dict[str, Track], dict[str, int]]:
     """Vote one video: ``(fused track per expression, key frame per expression)``.
 
@@ -331,7 +519,12 @@ def vote_video(
     ``spec.sources``); every source must hold every expression of ``expression_order`` with
     the same frames (and size, unless ``spec.resize``). ``recorded_key_frames[i]``: source
     ``i``'s stored key frames, used when the key-frame source has no scores. Key frames are
-    empty when ``spec.key_frame_source`` is ``None``. ``video`` names the video in errors.
+    empty when ``spec.chooses_key_frames`` is false. ``video`` names the video in errors.
+
+    Fused tracks: ``masks`` ``T x H x W`` bool (one array shared by a pooled pair); ``scores``
+    ``(T,)``: the key source's scores under the ``"score"`` rule (``None`` without one), else
+    the rule's per-frame values (their argmax is the key frame); ``probs`` ``T x H x W``
+    float32, the weighted mean probability, only for a soft vote with ``keep_probs``.
     """
     tracks: dict[str, Track] = {}
     keys: dict[str, int] = {}
@@ -341,6 +534,7 @@ def vote_video(
         spec,
         recorded_key_frames=recorded_key_frames,
         video=video,
+        keep_probs=keep_probs,
     ):
         tracks.update(group_tracks)
         keys.update(group_keys)
@@ -380,14 +574,19 @@ class VoteReport:
 
 
 def _vote_one(
-    sources: Sequence[MaskSource], out: MaskSet, spec: VoteSpec, video: str, order: Sequence[str]
+    sources: Sequence[MaskSource],
+    out: MaskSet,
+    spec: VoteSpec,
+    keep_probs: bool,
+    video: str,
+    order: Sequence[str],
 ) -> int:
     tracks = [_LazyTracks(s, video) for s in sources]
     recorded = [s.key_frames(video) for s in sources] if spec.key_frame_source else None
     keys: dict[str, int] = {}
     with out.writing(video):
         for group_tracks, group_keys in iter_vote_video(
-            tracks, order, spec, recorded_key_frames=recorded, video=video
+            tracks, order, spec, recorded_key_frames=recorded, video=video, keep_probs=keep_probs
         ):
             out.write_group(video, group_tracks)
             keys.update(group_keys)
@@ -398,8 +597,8 @@ def _vote_one(
 
 
 def _vote_job(shared: tuple, job: tuple[str, list[str]]) -> int:
-    sources, out, spec = shared
-    return _vote_one(sources, out, spec, *job)
+    sources, out, spec, keep_probs = shared
+    return _vote_one(sources, out, spec, keep_probs, *job)
 
 
 def _check_distinct(sources: Sequence[MaskSource], spec: VoteSpec) -> None:
@@ -431,6 +630,7 @@ def vote_mask_sets(
     workers: int = 1,
     storage: str = "png",
     resume: bool = True,
+    keep_probs: bool = False,
 ) -> VoteReport:
     """Vote every video of the sources into the mask set ``out``, streaming.
 
@@ -438,8 +638,10 @@ def vote_mask_sets(
     from the sources. ``videos``: default = source 0's videos (each other source must have
     them). ``expression_order``: per video (e.g. from the split's meta); default = source 0's
     order. ``workers`` > 1 votes videos in parallel processes. Videos already complete in
-    ``out`` are skipped when ``resume``. A failing video is removed from ``out`` and the error
-    (naming the video, expression, source or file) is raised.
+    ``out`` are skipped when ``resume``. ``keep_probs``: a soft vote stores its weighted mean
+    probabilities too (for a downstream soft vote). A failing video is removed from ``out`` and
+    the error (naming the video, expression, source or file) is raised. Memory: one group of
+    expressions of one video at a time per worker, whatever the number of videos.
     """
     start = time.perf_counter()
     opened = [s if isinstance(s, MaskSource) else open_masks(s) for s in sources]
@@ -476,5 +678,5 @@ def vote_mask_sets(
             else opened[0].expressions(video)
         )
         jobs.append((video, order))
-    n_exp = sum(process_imap(_vote_job, jobs, (opened, target, spec), workers=workers))
+    n_exp = sum(process_imap(_vote_job, jobs, (opened, target, spec, keep_probs), workers=workers))
     return VoteReport(len(jobs), n_exp, skipped, time.perf_counter() - start)

@@ -52,6 +52,9 @@ NodeKind = _choices("NodeKind", ("produce", "vote", "propagate"))
 # what a re-added key frame records as its last long-term write (vos.build.BACKWARD_MEMORIES)
 BackwardMemory = _choices("BackwardMemory", ("key_frame_step", "running_step"))
 OddPolicy = _choices("OddPolicy", ("first_source", "own_threshold"))
+# Test: tests/pipeline/test_soft_vote.py checks these against pipeline.core.vote.
+VoteMode = _choices("VoteMode", ("hard", "soft"))
+KeyFrameRule = _choices("KeyFrameRule", ("score", "mean_probability", "agreement"))
 TaskRunnerKind = _choices("TaskRunnerKind", ("thread", "dask", "ray"))
 
 
@@ -147,9 +150,17 @@ class ProduceNode:
 class VoteNode:
     """A pixel vote over ``sources`` (models.md / recipe2023.md: thresholds, pairs, odd rule).
 
-    ``min_votes`` null: half of the votes. ``keyframe_from``: the source whose per-frame scores
-    give each expression's key frame. ``sigmoid_twice_compat``: source 0's soft probabilities
-    pass through a second sigmoid, as the challenge's script did.
+    ``mode``: ``hard`` counts binary votes (the winners' rule): ``min_votes`` null is half of
+    the votes, ``odd_min_votes`` null a strict majority. ``soft``: a pixel is foreground when
+    the weighted mean of the sources' foreground probabilities reaches ``prob_threshold`` (in
+    (0, 1], ``>=``; soft votes only, and they take no vote counts); a source that keeps only
+    binary masks (imported PNGs, a propagation, a hard vote) votes its mask as 0 / 1.
+    ``key_frame_rule``: how each expression's key frame is chosen, the first maximum over
+    frames of: ``score`` the per-frame scores of the source ``keyframe_from`` (no key frames
+    without it); ``mean_probability`` the fused probability averaged over the fused mask;
+    ``agreement`` the mean pairwise IoU of the sources' masks (two or more sources). The last
+    two take no ``keyframe_from``. ``sigmoid_twice_compat``: source 0's soft probabilities
+    pass through a second sigmoid, as the challenge's script did (hard votes).
     """
 
     kind: NodeKind = NodeKind.vote  # type: ignore[attr-defined]
@@ -163,10 +174,21 @@ class VoteNode:
     sigmoid_twice_compat: bool = False
     resize: bool = False
     keyframe_from: str | None = None
+    mode: VoteMode = VoteMode.hard  # type: ignore[attr-defined]
+    prob_threshold: float = 0.5
+    key_frame_rule: KeyFrameRule = KeyFrameRule.score  # type: ignore[attr-defined]
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return tuple(self.sources)
+
+    @property
+    def probability_sources(self) -> tuple[str, ...]:
+        """The sources whose soft probabilities this vote reads: every source of a soft vote
+        or of the ``mean_probability`` rule, else source 0 under ``sigmoid_twice_compat``."""
+        if self.mode == "soft" or self.key_frame_rule == "mean_probability":
+            return tuple(self.sources)
+        return tuple(self.sources[:1]) if self.sigmoid_twice_compat else ()
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pipeline.orchestration.config import (
     PropagateNode,
     VoteNode,
 )
+from pipeline.orchestration.nodes.vote import vote_spec
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,21 @@ class Recipe:
         return [n for n in self.nodes if n.name in needed]
 
     def soft_inputs(self) -> set[str]:
-        """Nodes whose soft probabilities a vote reads (source 0 of a sigmoid-twice vote)."""
-        return {
-            n.config.sources[0]
+        """Nodes whose soft probabilities a vote reads (``VoteNode.probability_sources``) and
+        that can keep them: producers, and soft votes (a propagation or a hard vote has only
+        masks, so the flag would re-run it for nothing)."""
+        wanted = {
+            source
             for n in self.nodes
-            if isinstance(n.config, VoteNode) and n.config.sigmoid_twice_compat
+            if isinstance(n.config, VoteNode)
+            for source in n.config.probability_sources
         }
+        return {name for name in wanted if _keeps_probabilities(self.by_name[name].config)}
+
+
+def _keeps_probabilities(node: NodeConfig) -> bool:
+    """Whether a node's mask set can hold soft probabilities (a produce node, or a soft vote)."""
+    return isinstance(node, ProduceNode) or (isinstance(node, VoteNode) and node.mode == "soft")
 
 
 def _validated(name: str, node: NodeConfig, cfg: LsvosConfig) -> NodeConfig:
@@ -144,6 +154,10 @@ def _validated(name: str, node: NodeConfig, cfg: LsvosConfig) -> NodeConfig:
             raise UserError(
                 f"{where}.keyframe_from: {node.keyframe_from!r} is not one of its sources"
             )
+        try:  # thresholds, mode and key-frame rule, as the vote will read them
+            vote_spec(node)
+        except UserError as err:
+            raise UserError(f"{where}: {err}") from err
     elif isinstance(node, PropagateNode):
         need_node("source", node.source)
         if node.keyframe_from is not None:
