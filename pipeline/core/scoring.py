@@ -12,15 +12,33 @@ lies there (the box keeps one empty row and column around the masks where the im
 which gives the same boundary map as the full frame).
 
 Protocols, per expression. A missing prediction scores J = F = 0 and is listed by name
-(:attr:`ScoreTable.missing_pairs`, ``missing`` in the JSON, the summary line). For a missing
-*video* this is what MeViS's scorer does; for a missing *expression* of a predicted video it is
-stricter than MeViS's script, where that expression's worker crashes and the expression drops
-out of the mean (inflating it). Here it always counts, as 0:
+(:attr:`ScoreTable.missing_pairs`, ``missing`` in the JSON, the summary line). Here it always
+counts, as 0:
 
 * ``ytvos`` and ``mevis``: the mean over every listed frame; J, F = means over expressions;
   J&F = (J + F) / 2. (MeViS ground truth is the union of the expression's objects.)
 * ``davis``: the DAVIS semi-supervised toolkit's: the first and last frame are dropped, the
   mean over the others; each expression (one object) weighs the same.
+
+``mevis`` against MeViS's own scorer (``tools/eval_mevis.py``, henghuiding/MeViS@7c0620b; its
+``tools/metrics.py`` is byte-identical to ``davis2017/metrics.py`` of davis2017-evaluation@ac7c43f,
+git blob 2bb2724): equal to the last bit per expression for every prediction that script can
+score (tests/pipeline/test_mevis_scoring.py re-derives its loop). Case by case:
+
+* a missing *video* folder: ``[0, 0]`` for each of its expressions in both;
+* a missing *expression* folder of a predicted video: there ``cv2.imread`` of its
+  ``00000.png`` returns None and the worker process dies on ``pred_0.shape``, so the
+  expression never enters the output and drops out of the means (above what a 0 gives); each
+  such death takes one of the script's 64 workers, and from 64 missing expressions on no
+  worker is left and every expression still queued drops out too, the script still printing
+  a number. Here it counts 0 and is named;
+* a missing frame PNG or a PNG of another size than the ground truth: there the worker dies
+  the same way (the expression drops out); here it is an error naming the expression;
+* PNG values: the script reads ``IMREAD_GRAYSCALE`` (luminance) and takes non-zero as
+  foreground; here an 'L' PNG's non-zero value, a palette PNG's non-zero index and a colour
+  PNG's non-zero channel are foreground. The same for the 8-bit 'L' PNGs a valid submission
+  holds (:func:`pipeline.core.submission.validate`); a palette entry or colour whose
+  luminance rounds to 0 is foreground here and background there.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -241,6 +241,9 @@ def validate(
                 continue
             if not info.is_dir():
                 files[info.filename] = info
+        misplaced = _misplaced_level(files, prefix, split, format)
+        if misplaced is not None:  # one problem says it all, not one per member
+            return [*problems, misplaced]
         expected_dirs = {prefix.rstrip("/")} if prefix else set()
         seen: set[str] = set()
         for video in sorted(split.videos):
@@ -258,7 +261,14 @@ def validate(
                 members = [f"{prefix}{video}/{exp}/{f}.png" for f in frames]
                 present = [m for m in members if m in files]
                 if not present:
-                    problems.append(Problem("missing_expression", f"{prefix}{video}/{exp}/"))
+                    problems.append(
+                        Problem(
+                            "missing_expression",
+                            f"{prefix}{video}/{exp}/",
+                            f"no mask for any of its {len(frames)} frames; the split lists "
+                            f"expression {exp} of video {video}",
+                        )
+                    )
                     continue
                 for member in members:
                     if member not in files:
@@ -274,6 +284,63 @@ def validate(
             if info.is_dir() and folder not in expected_dirs and info.filename not in unsafe:
                 problems.append(Problem("extra_file", info.filename, "unexpected folder"))
     return problems
+
+
+def _layout_name(format: str) -> str:
+    return "MeViS" if format == "mevis" else "Ref-YouTube-VOS"
+
+
+def _leading_folders(names: Iterable[str], split: SplitMeta) -> Counter[str]:
+    """How many ``names`` end in a listed ``<video>/<exp>/<frame>.png``, per leading folder
+    path ("" for none): where the zip actually put the split's masks."""
+    listed = {
+        video: ({e.id for e in exps}, set(frames)) for video, (frames, exps) in split.videos.items()
+    }
+    found: Counter[str] = Counter()
+    for name in names:
+        parts = name.split("/")
+        if len(parts) < 3 or not parts[-1].endswith(".png"):
+            continue
+        video, exp, frame = parts[-3], parts[-2], parts[-1][:-4]
+        if video in listed and exp in listed[video][0] and frame in listed[video][1]:
+            found["/".join(parts[:-3])] += 1
+    return found
+
+
+def _misplaced_level(
+    files: Mapping[str, zipfile.ZipInfo], prefix: str, split: SplitMeta, format: str
+) -> Problem | None:
+    """A ``wrong_layout`` problem when none of the split's masks is where ``format`` wants it
+    but they are under another folder (an ``Annotations/`` level in a MeViS zip, none in a
+    Ref-YouTube-VOS zip, or a wrapping folder); None otherwise."""
+    found = _leading_folders(files, split)
+    expected = prefix.rstrip("/")
+    if not found or found.get(expected, 0) > 0:
+        return None
+    actual, count = found.most_common(1)[0]
+    wanted = f"{prefix}<video>/<exp>/<frame>.png"
+    if not actual:
+        placed = f"puts the split's masks ({count} found) at the zip root"
+        fix = f"put the video folders under {prefix} (lsvos package --format {format})"
+    elif prefix and actual.endswith(f"/{expected}"):
+        placed = f"puts the split's masks ({count} found) under {actual}/"
+        base = actual[: -len(expected) - 1]
+        fix = f"zip from inside {base}/ (cd {base} && zip -r ../submission.zip {expected})"
+    else:
+        placed = f"puts the split's masks ({count} found) under {actual}/"
+        fix = f"zip what is inside {actual}/ (cd {actual} && zip -r ../submission.zip *)"
+        if prefix:
+            fix = f"put the video folders directly under {prefix}"
+    if format == "mevis" and actual.split("/")[-1] == "Annotations":
+        placed += " (the Ref-YouTube-VOS layout)"
+    elif format == "ytvos" and not actual:
+        placed += " (the MeViS layout)"
+    return Problem(
+        "wrong_layout",
+        f"{actual}/" if actual else "(zip root)",
+        f"the {_layout_name(format)} server wants {wanted} at the zip root; "
+        f"this zip {placed}: {fix}",
+    )
 
 
 def _majority_size(
@@ -294,6 +361,8 @@ def _why_extra(name: str, prefix: str, split: SplitMeta) -> str:
     if prefix and not name.startswith(prefix):
         return f"outside {prefix}"
     parts = PurePosixPath(name[len(prefix) :]).parts
+    if len(parts) > 3 and _leading_folders([name], split):
+        return f"misplaced: the split's {prefix}{'/'.join(parts[-3:])} under {parts[0]}/"
     if len(parts) != 3 or not name.endswith(".png"):
         return "not <video>/<exp>/<frame>.png"
     video, exp, frame = parts

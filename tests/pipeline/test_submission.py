@@ -62,7 +62,7 @@ def test_package_is_byte_identical_and_valid(bench: dict, tmp_path: Path) -> Non
     with zipfile.ZipFile(tmp_path / "m.zip") as zf:
         assert not any(n.startswith("Annotations") for n in zf.namelist())
     assert validate(tmp_path / "m.zip", meta, "mevis") == []
-    assert [p.kind for p in validate(tmp_path / "m.zip", meta, "ytvos")][:1] == ["missing_video"]
+    assert [p.kind for p in validate(tmp_path / "m.zip", meta, "ytvos")] == ["wrong_layout"]
 
 
 def test_package_refuses_missing_or_mis_sized_masks(bench: dict, tmp_path: Path) -> None:

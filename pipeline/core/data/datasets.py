@@ -387,7 +387,7 @@ class MeViSDataset(RVOSDataset):
                     f"{video_id} lists {T}"
                 )
             for k, rle in enumerate(rles):
-                if rle is None:
+                if not rle:  # null (or an empty entry): absent, as eval_mevis.py's `if mask_rle`
                     continue
                 size = (int(rle["size"][0]), int(rle["size"][1]))
                 m = decode_masks([rle["counts"]], size, COLUMN_MAJOR)[0]
