@@ -83,7 +83,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = compose_config(args.overrides)  # fail on a bad config before a server starts
     from pipeline.orchestration.prepare import check_run
 
-    check_run(cfg, nodes=args.nodes, stages=args.stages)  # missing paths, all of them, too
+    check_run(  # missing paths, all of them, too
+        cfg,
+        nodes=args.nodes,
+        stages=args.stages,
+        refresh=args.refresh,
+        refresh_nodes=args.refresh_nodes,
+    )
     from pipeline.orchestration.flow import lsvos_2stage
     from pipeline.orchestration.server import prefect_api, server_for_run
 

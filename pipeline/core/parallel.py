@@ -3,13 +3,16 @@
 ``fn(shared, item)`` runs for every item. With ``workers <= 1`` (or a single item) it runs in
 this process; otherwise in ``forkserver`` processes that receive ``shared`` once, at start-up
 (mask sources, a dataset reader, a spec), and only the items per task. The first error stops
-the pool (pending tasks are cancelled) and is raised here.
+the pool (pending tasks are cancelled) and is raised here. Each worker process computes with
+one thread (OpenCV's, and ``OMP_NUM_THREADS=1`` for any OpenMP library it loads): the pool's
+processes are the parallelism, at most :func:`available_cores` of them being useful.
 """
 
 from __future__ import annotations
 
 import functools
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -20,10 +23,20 @@ Result = TypeVar("Result")
 _SHARED: list[Any] = []
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask (a container's or ``taskset``'s
+    limit), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity masks on this platform
+        return os.cpu_count() or 1
+
+
 def _start_worker(shared: Any) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"  # one process per core already; before any OpenMP load
     import cv2
 
-    cv2.setNumThreads(1)  # one process per core already
+    cv2.setNumThreads(1)
     _SHARED[:] = [shared]
 
 

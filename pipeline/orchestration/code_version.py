@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+_PARSE_LOCK = threading.Lock()
 PROJECT_PACKAGES = ("pipeline", "models", "vos")
 KIND_MODULES = {
     "produce": "pipeline.orchestration.nodes.produce",
@@ -85,10 +87,13 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
+@cache  # the kinds' closures share most files: each is parsed once per process
 def _imported_modules(path: Path, module: str, root: Path) -> list[str]:
     """Project modules ``path`` imports anywhere in its body (``from a import b`` yields ``a``
     and, where ``a.b`` is a module, ``a.b``)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    source = path.read_text()
+    with _PARSE_LOCK:  # CPython 3.11's parser is not thread-safe ("AST constructor recursion")
+        tree = ast.parse(source, filename=str(path))
     is_package = path.name == "__init__.py"
     names: list[str] = []
     for node in ast.walk(tree):

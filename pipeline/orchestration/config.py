@@ -241,11 +241,18 @@ class RecipeConfig:
 @dataclass
 class RuntimeConfig:
     """Where outputs go and how work is spread (``dask_address``: an existing Dask scheduler or
-    Ray cluster; None starts a local one)."""
+    Ray cluster; None starts a local one).
+
+    The compute budget: ``workers`` concurrent (node, video) tasks, each computing with
+    ``threads_per_worker`` intra-op threads (torch and OpenCV); null takes the cores this
+    process may use (``os.sched_getaffinity``) divided among the workers, at least 1, so that
+    workers x threads = the machine's cores (:mod:`pipeline.orchestration.budget`).
+    """
 
     output_root: str = "outputs"
     run_name: str | None = None
     workers: int = 2
+    threads_per_worker: int | None = None
     task_runner: TaskRunnerKind = TaskRunnerKind.thread  # type: ignore[attr-defined]
     dask_address: str | None = None
     progress: bool = True

@@ -33,14 +33,22 @@ MODEL_KINDS = frozenset({"produce", "propagate"})
 
 
 @task(name="node-video", task_run_name="{job.name}/{video_id}", cache_policy=NO_CACHE)
-def node_video_task(job: NodeJob, video_id: str, progress: bool = False) -> dict[str, Any]:
+def node_video_task(
+    job: NodeJob, video_id: str, progress: bool = False, runtime: RuntimeConfig | None = None
+) -> dict[str, Any]:
     """Compute one node's mask set for one video (atomic; skipped when already complete);
-    ``progress``: report the node's inner loop while it runs."""
+    ``progress``: report the node's inner loop while it runs; ``runtime``: the run's compute
+    budget, applied to this worker first (None: threads left as they are)."""
     from pipeline.core.memory import model_slot, release_freed_memory
     from pipeline.orchestration.nodes.run import run_node_video
     from pipeline.orchestration.progress import task_progress
 
-    with model_slot(job.kind in MODEL_KINDS):
+    model_task = job.kind in MODEL_KINDS
+    if runtime is not None:
+        from pipeline.orchestration.budget import apply_compute_budget
+
+        apply_compute_budget(runtime, load_torch=model_task)  # process-wide, see budget.py
+    with model_slot(model_task):
         try:
             with task_progress(progress):
                 return run_node_video(job, video_id)
@@ -58,9 +66,11 @@ def package_task(plan: RunPlan) -> dict[str, Any]:
 
 @task(name="score", task_run_name="score/{job.name}/{video_id}", cache_policy=NO_CACHE)
 def score_task(plan: RunPlan, job: NodeJob, video_id: str) -> list[dict[str, Any]]:
-    """J and F of one node's masks on one video, per expression."""
+    """J and F of one node's masks on one video, per expression (then cached beside them)."""
+    from pipeline.orchestration.budget import apply_compute_budget
     from pipeline.orchestration.score import score_node_video
 
+    apply_compute_budget(plan.runtime, load_torch=False)
     return score_node_video(plan, job, video_id)
 
 
@@ -72,7 +82,7 @@ def run_graph(plan: RunPlan) -> list[dict[str, Any]]:
         for video_id in plan.todo[job.name]:
             upstream = [futures[(i, video_id)] for i in job.inputs if (i, video_id) in futures]
             futures[(job.name, video_id)] = node_video_task.with_options(tags=[job.kind]).submit(
-                job, video_id, plan.progress, wait_for=upstream
+                job, video_id, plan.progress, plan.runtime, wait_for=upstream
             )
     progress = ProgressReporter("nodes x videos", total=len(futures), enabled=plan.progress)
     records = []
@@ -95,14 +105,27 @@ def cancel_pending(futures: Iterable[PrefectFuture[Any]]) -> int:
     return cancelled
 
 
+def score_run(plan: RunPlan) -> list[dict[str, Any]]:
+    """Every node's scores on every video, in graph then video order: those cached beside
+    unchanged masks (:mod:`pipeline.orchestration.score`) are read here, the others scored by
+    the ``score-graph`` sub-flow, which does not start when everything is cached."""
+    from pipeline.orchestration.score import cached_scores
+
+    pairs = [(job.name, video) for job in plan.jobs for video in plan.videos]
+    rows = {pair: cached_scores(plan, plan.job(pair[0]), pair[1]) for pair in pairs}
+    missing = [[name, video] for (name, video), found in rows.items() if found is None]
+    if missing:
+        scored = score_graph.with_options(task_runner=task_runner(plan.runtime))(plan, missing)
+        rows.update({(name, video): r for (name, video), r in zip(missing, scored, strict=True)})
+    return [row for pair in pairs for row in rows[pair] or []]
+
+
 @flow(name="score-graph")
-def score_graph(plan: RunPlan) -> list[dict[str, Any]]:
-    """Score every node of the run on every video with ground truth."""
-    futures = [
-        score_task.submit(plan, job, video_id) for job in plan.jobs for video_id in plan.videos
-    ]
+def score_graph(plan: RunPlan, pairs: list[list[str]]) -> list[list[dict[str, Any]]]:
+    """Score each ``[node, video]`` of ``pairs`` (one task each); their rows, in that order."""
+    futures = [score_task.submit(plan, plan.job(name), video) for name, video in pairs]
     wait(futures)
-    return [row for f in futures for row in f.result()]
+    return [f.result() for f in futures]
 
 
 @flow(name=FLOW_NAME, log_prints=True)
@@ -131,11 +154,13 @@ def lsvos_2stage(
         cfg, nodes=nodes, stages=stages, refresh=refresh, refresh_nodes=refresh_nodes
     )
     logger.info(plan.describe())
-    records = run_graph.with_options(task_runner=task_runner(plan.runtime))(plan)
-    submission = package_task(plan) if plan.packages_submission else None
-    scores = (
-        score_graph.with_options(task_runner=task_runner(plan.runtime))(plan) if plan.scores else []
+    records = (
+        run_graph.with_options(task_runner=task_runner(plan.runtime))(plan)
+        if any(plan.todo.values())
+        else []  # everything cached: no sub-flow to start
     )
+    submission = package_task(plan) if plan.packages_submission else None
+    scores = score_run(plan) if plan.scores else []
     summary = write_report(plan, records, submission, scores)
     logger.info("report: %s", summary["report_md"])
     print(summary["table"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipeline.core.masks import MaskSet
+from pipeline.orchestration.budget import resolve_budget
 from pipeline.orchestration.config import (
     DatasetConfig,
     EngineConfig,
@@ -110,5 +111,5 @@ class RunPlan:
         return (
             f"recipe {self.recipe_name}: {len(self.jobs)} nodes x {len(self.videos)} videos; "
             f"{todo} of {total} (node, video) outputs to compute, {total - todo} cached; "
-            f"run folder {self.run_dir}"
+            f"{resolve_budget(self.runtime).describe()}; run folder {self.run_dir}"
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline.core.data import RVOSDataset
 from pipeline.core.errors import UserError
+from pipeline.orchestration.budget import resolve_budget
 from pipeline.orchestration.cache import FileIdentities, dataset_identity, node_dir, node_key
 from pipeline.orchestration.config import DatasetConfig, LsvosConfig, ProduceNode, PropagateNode
 from pipeline.orchestration.jobs import NodeJob, RunPlan
@@ -36,6 +37,7 @@ def make_plan(
     """The plan of ``selected`` (a closed selection of ``recipe``) on ``dataset``, whose root
     is resolved and whose reader is ``split``."""
     videos = _videos(dataset, split)
+    resolve_budget(cfg.runtime)  # a bad runtime.workers / threads_per_worker fails here
     output_root = Path(cfg.runtime.output_root).resolve()
     dataset_id = dataset_identity(dataset, split, split.video_ids())
     forced = set(recipe.by_name) if refresh else set(refresh_nodes or ())
