@@ -140,14 +140,14 @@ class AOT(nn.Module):
         memories: LayerMemories | None = None,
         id_emb: torch.Tensor | None = None,
     ) -> PropagationOutput:
-        """Propagate ``tokens`` (B x L x C, or 1 x L x C broadcast to the memories' batch).
+        """Propagate ``tokens`` (B x L x C, or 1 x L x C: one frame for all B memories).
 
         Give either ``memories`` (per layer: long-term :data:`MemoryKV`, short-term batched
-        (key, value)) or ``id_emb`` (B x L x C) for a reference frame.
+        (key, value)) or ``id_emb`` (B x L x C) for a reference frame. A batch-1 frame is not
+        copied B times: the first layer computes what depends on the frame alone once (every
+        track reads the same frame) and only then meets the B memories or identities. The
+        outputs have batch B.
         """
-        batch = id_emb.shape[0] if id_emb is not None else _memory_batch(memories)
-        if tokens.shape[0] != batch:
-            tokens = tokens.expand(batch, -1, -1)
         pos = self.position(size_2d, tokens.device).to(tokens.dtype)
         return self.propagation(tokens, pos, size_2d, memories, id_emb)
 
@@ -163,10 +163,3 @@ class AOT(nn.Module):
             projected = projected.expand(batch, -1, -1, -1)
         inputs = [projected] + [tokens_to_map(x, encoded.size_2d) for x in output.decoder_inputs]
         return self.decoder(inputs, encoded.shortcuts)
-
-
-def _memory_batch(memories: LayerMemories | None) -> int:
-    if memories is None:
-        raise ValueError("propagate needs memories or an identity embedding")
-    _, (short_key, _) = memories[0]
-    return int(short_key.shape[0])

@@ -49,23 +49,39 @@ class LongTermMemory:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self._keys, *self._values))
 
-    def add(self, entries: Sequence[KeyValue], reference: bool) -> None:
-        """Store one frame: per layer a (1 x L x Ck, 1 x L x Cv) pair."""
+    def add(self, entries: Sequence[KeyValue], reference: bool) -> int | None:
+        """Store one frame: per layer a (1 x L x Ck, 1 x L x Cv) pair. Returns the buffer
+        position it went to (see :meth:`frame`), None when a cap of 0 drops it."""
         self._count += 1
         if not reference and self.cap is not None:
             propagated = [i for i, ref in enumerate(self._is_reference) if not ref]
             if len(propagated) >= self.cap:
                 if self.cap == 0:
-                    return
+                    return None
                 index = min(propagated, key=lambda i: self._stamp[i])
                 self._write(index, entries)
                 self._stamp[index] = self._count
-                return
+                return index
         index = self.num_frames
         self._ensure_capacity(index + 1, entries)
         self._write(index, entries)
         self._is_reference.append(reference)
         self._stamp.append(self._count)
+        return index
+
+    def frame(self, index: int) -> list[KeyValue]:
+        """The frame at buffer position ``index`` as per-layer (1 x L x Ck, 1 x L x Cv) copies.
+
+        A reference frame keeps its position for good (growth copies the buffers in order,
+        eviction only replaces propagated frames), so :meth:`add`'s answer for a reference
+        stays valid.
+        """
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"no frame {index} in a memory of {self.num_frames}")
+        return [
+            (key[index : index + 1].clone(), value[index : index + 1].clone())
+            for key, value in zip(self._keys, self._values, strict=True)
+        ]
 
     def _ensure_capacity(self, frames: int, entries: Sequence[KeyValue]) -> None:
         if self._keys and self._keys[0].shape[0] >= frames:

@@ -27,8 +27,10 @@ Naming: H x W = original frame size; H' x W' = a network input size; L = stride-
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import torch
@@ -119,10 +121,10 @@ class StepResult:
     probs: torch.Tensor
     obj_ids: tuple[int, ...]
 
-    @property
+    @cached_property
     def channels(self) -> torch.Tensor:
-        """H x W int64 arg-max channel (0 = background)."""
-        return self.probs.argmax(0)
+        """H x W int64 arg-max channel (0 = background), computed once."""
+        return first_argmax(self.probs)
 
     @property
     def labels(self) -> torch.Tensor:
@@ -135,6 +137,13 @@ class StepResult:
     def foreground(self) -> torch.Tensor:
         """H x W bool: any identity won the arg-max (how binary RVOS masks are read)."""
         return self.channels != 0
+
+
+def first_argmax(probs: torch.Tensor) -> torch.Tensor:
+    """``C x H x W`` -> ``H x W`` int64 index of the largest channel, the first on ties:
+    ``probs.argmax(0)``'s answer. ``max(0)`` promises the same (first maximal index, NaN the
+    largest) and is an order of magnitude faster on CPU for a reduction over the outer dim."""
+    return probs.max(0).indices
 
 
 class ObjectRegistry:
@@ -192,9 +201,40 @@ class PendingStep:
 
 
 @dataclass
+class ReferenceRecord:
+    """Where a track's last reference frame went, to add it again without recomputing it.
+
+    The challenge's backward pass re-adds the key frame with the same mask on the same engines;
+    its self-matching propagation is a function of the frame encoding and the identities
+    alone, so its memory entries equal the ones stored the first time.
+
+    Attributes:
+        features: the encoded frame (a weak reference: the record does not keep it alive).
+        mask: H x W object ids it was added with.
+        obj_ids: the track's objects then (channels depend on them).
+        positions: per (augmentation, engine) slot, the frame's position in its long-term
+            memory (:meth:`vos.memory.LongTermMemory.frame`).
+    """
+
+    features: weakref.ReferenceType[FrameFeatures]
+    mask: torch.Tensor
+    obj_ids: tuple[int, ...]
+    positions: dict[tuple[int, int], int]
+
+    def matches(self, feats: FrameFeatures, mask: torch.Tensor, obj_ids: Sequence[int]) -> bool:
+        return (
+            self.features() is feats
+            and self.obj_ids == tuple(obj_ids)
+            and self.mask.shape == mask.shape
+            and torch.equal(self.mask, mask)
+        )
+
+
+@dataclass
 class TrackState:
     registry: ObjectRegistry
     slots: dict[tuple[int, int], EngineSlot] = field(default_factory=dict)  # (aug, engine)
+    last_reference: ReferenceRecord | None = None
 
 
 class Propagator:
@@ -274,8 +314,9 @@ class Propagator:
 class Session:
     """One video's propagation state (see the module docstring).
 
-    ``stats`` counts encoder calls (per scale) and propagated slot-frames, so callers and tests
-    can check that frames are encoded once however many tracks share them.
+    ``stats`` counts encoder calls (per scale), propagated slot-frames and reference frames added
+    again from memory instead of recomputed (``reference_reuses``, see :meth:`add_reference`),
+    so callers and tests can check that frames are encoded once however many tracks share them.
     """
 
     def __init__(self, propagator: Propagator) -> None:
@@ -286,7 +327,7 @@ class Session:
         self._pending: list[PendingStep] = []
         self._pending_tracks: list[TrackId] = []
         self._pending_own: dict[TrackId, list[torch.Tensor]] = {}
-        self.stats = {"encoder_calls": 0, "slot_steps": 0}
+        self.stats = {"encoder_calls": 0, "slot_steps": 0, "reference_reuses": 0}
         # Debug taps (parity checks): when a dict, intermediate tensors of the first
         # augmentation are appended under "encoded", "id_emb", "lstt_out", "logits_s4", "logits".
         self.taps: dict[str, list[object]] | None = None
@@ -372,7 +413,11 @@ class Session:
 
         The frame is propagated against itself with its identities ("self matching") and
         becomes a reference in long-term memory (appended to any earlier one) and the
-        short-term memory.
+        short-term memory. Adding the track's last reference again - the same encoded
+        ``frame`` object, an equal ``mask``, no new objects since, as the challenge's backward
+        pass does with its key frame - copies its entries from long-term memory instead of
+        propagating it again: the same numbers, one propagation fewer. (Not while debug
+        ``taps`` are recorded, which need the propagation's intermediates.)
         """
         feats = self._features(frame)
         labels = mask.to(self.propagator.device)
@@ -390,8 +435,15 @@ class Session:
         if not state.registry.obj_ids:
             raise ValueError(f"reference mask of track {track!r} holds no object")
         self._tracks[track] = state
+        record = state.last_reference
+        reusable = record is not None and record.matches(feats, labels, state.registry.obj_ids)
+        if reusable and self.taps is None:
+            assert record is not None
+            self._add_reference_again(state, record, frame_step)
+            return
         channels = state.registry.channels(labels)
         net = self.network
+        positions: dict[tuple[int, int], int] = {}
         for aug_index, aug in enumerate(self.augmentations):
             enc = feats.view(aug)
             local = torch.stack(
@@ -417,11 +469,39 @@ class Session:
                     (k[g : g + 1], v[g : g + 1])
                     for k, v in zip(out.memory.key, out.memory.value, strict=True)
                 ]
-                slot.long_term.add(entries, reference=True)
-                slot.short_term.clear()
-                slot.short_term.append(entries)
-                slot.last_mem_step = self._reference_step(slot, frame_step)
-                slot.live_ids = self._live_ids(state, g)
+                position = slot.long_term.add(entries, reference=True)
+                assert position is not None  # references are always kept
+                positions[(aug_index, g)] = position
+                self._start_from_reference(state, slot, g, entries, frame_step)
+        state.last_reference = ReferenceRecord(
+            weakref.ref(feats), labels, tuple(state.registry.obj_ids), positions
+        )
+
+    def _add_reference_again(
+        self, state: TrackState, record: ReferenceRecord, frame_step: int | None
+    ) -> None:
+        """Add the frame of ``record`` again from the copy in long-term memory: the same
+        entries the network would compute (see :class:`ReferenceRecord`)."""
+        for (aug_index, g), position in record.positions.items():
+            slot = state.slots[(aug_index, g)]
+            entries = slot.long_term.frame(position)
+            slot.long_term.add(entries, reference=True)
+            self._start_from_reference(state, slot, g, entries, frame_step)
+        self.stats["reference_reuses"] += 1
+
+    def _start_from_reference(
+        self,
+        state: TrackState,
+        slot: EngineSlot,
+        engine: int,
+        entries: list[KeyValue],
+        frame_step: int | None,
+    ) -> None:
+        """A reference frame (already in long-term memory) becomes the short-term memory."""
+        slot.short_term.clear()
+        slot.short_term.append(entries)
+        slot.last_mem_step = self._reference_step(slot, frame_step)
+        slot.live_ids = self._live_ids(state, engine)
 
     def _reference_step(self, slot: EngineSlot, frame_step: int | None) -> int:
         """The last long-term write step a reference frame leaves on ``slot``."""
@@ -492,7 +572,7 @@ class Session:
             for name in names:  # one track at a time: original-size maps stay small
                 engines = self._tracks[name].registry.num_engines
                 track_logits = F.interpolate(
-                    logits[start : start + engines],
+                    self._channels_to_upsample(logits[start : start + engines], name),
                     size=feats.size,
                     mode="bilinear",
                     align_corners=net.spec.align_corners,
@@ -504,7 +584,7 @@ class Session:
                     track_logits = track_logits.flip(-1)
                 probs = self._merge_engines(track_logits)
                 if own:
-                    own_channels[name].append(self._considered(probs, name).argmax(0))
+                    own_channels[name].append(first_argmax(self._considered(probs, name)))
                 summed[name] = probs if name not in summed else summed[name].add_(probs)
         results = {}
         for name in names:
@@ -550,7 +630,26 @@ class Session:
         channels when they are not masked."""
         if not self.propagator.mask_unused_ids:
             return probs
-        return probs[: 1 + len(self._tracks[track].registry.obj_ids)]
+        return probs[: self._considered_channels(track)]
+
+    def _considered_channels(self, track: TrackId) -> int:
+        """Background + objects: the channels :meth:`_considered` keeps with masked identities."""
+        return 1 + len(self._tracks[track].registry.obj_ids)
+
+    def _channels_to_upsample(self, logits: torch.Tensor, track: TrackId) -> torch.Tensor:
+        """The part of a track's stride-4 logits (E x (K+1) x h x w) that :meth:`step` takes to
+        full size.
+
+        With one engine and masked identities, the considered channels only: the others hold
+        the masked fill (-1e8), whose softmax weight is exactly 0 in float32 (exp underflows),
+        so dropping them first changes no probability and skips (K - N) / (K + 1) of the
+        full-size interpolation and softmax. Otherwise every channel: unmasked identities are
+        considered, and with several engines the soft aggregation clamps an unused identity to
+        1e-5, which enters the final softmax.
+        """
+        if logits.shape[0] == 1 and self.propagator.mask_unused_ids:
+            return logits[:, : self._considered_channels(track)]
+        return logits
 
     @torch.inference_mode()
     def update_memory(self, labels: dict[TrackId, torch.Tensor]) -> None:

@@ -6,8 +6,9 @@ Long-term and self attention are plain multi-head softmax attention, computed wi
 (2m+1) x (2m+1) window of the memory frame centred on its own position (m = ``max_dis`` = 7),
 with slots outside the frame excluded. The official code computes the window logits with a
 correlation op and then scatters them into a dense ``hw x hw`` matrix for the aggregation;
-here both steps are banded row GEMMs over the window rows (see :func:`local_attention`), so the
-cost is linear in ``hw`` and the result is the same function.
+here both steps are banded GEMMs, one per query row over the stacked window rows of the
+memory frame (see :func:`local_attention`), so the cost is linear in ``hw`` and the result is
+the same function.
 
 Parameter names follow aot-benchmark ``networks/layers/attention.py`` (``MultiheadAttention``,
 ``MultiheadLocalAttentionV2``, ``GatedPropagation``, ``LocalGatedPropagation``), which the
@@ -53,20 +54,26 @@ def attend(q: torch.Tensor, memory: MemoryKV, heads: int) -> torch.Tensor:
     """Softmax attention of ``q`` (``B x L x Cq``, already scaled by 1/sqrt(d)) over ``memory``.
 
     ``memory`` is a batched ``(K, V)`` pair or a sequence of per-element ``(1 x N_i x C)``
-    pairs, so batch elements may carry memories of different lengths without padding.
+    pairs, so batch elements may carry memories of different lengths without padding. ``q``
+    may be a batch of one shared by every memory element (the first propagation layer, whose
+    input is the same frame for every track); a batched pair's K and V may be a batch of one too.
     Returns ``B x L x Cv``.
     """
     qh = split_heads(q, heads)
     if isinstance(memory, tuple) and isinstance(memory[0], torch.Tensor):
         key, value = memory
-        out = F.scaled_dot_product_attention(
-            qh, split_heads(key, heads), split_heads(value, heads), scale=1.0
-        )
-        return merge_heads(out)
+        kh, vh = split_heads(key, heads), split_heads(value, heads)
+        batch = max(qh.shape[0], kh.shape[0], vh.shape[0])
+        qh, kh, vh = (t.expand(batch, -1, -1, -1) for t in (qh, kh, vh))
+        return merge_heads(F.scaled_dot_product_attention(qh, kh, vh, scale=1.0))
+    shared = qh.shape[0] == 1
     outs = []
     for i, (key, value) in enumerate(memory):
         out = F.scaled_dot_product_attention(
-            qh[i : i + 1], split_heads(key, heads), split_heads(value, heads), scale=1.0
+            qh if shared else qh[i : i + 1],
+            split_heads(key, heads),
+            split_heads(value, heads),
+            scale=1.0,
         )
         outs.append(out)
     return merge_heads(torch.cat(outs, dim=0))
@@ -104,6 +111,14 @@ def _band_to_skew(full: torch.Tensor, win: int) -> torch.Tensor:
     return flat.unflatten(-1, (width, width + win))[..., :win]
 
 
+def _row_windows(padded: torch.Tensor, h: int) -> torch.Tensor:
+    """``N x (h+2m) x W x c`` padded maps -> ``N x h x (2m+1)*W x c``: for each query row y the
+    window rows y .. y+2m stacked (a view with overlapping rows: no copy)."""
+    win = padded.shape[1] - h + 1
+    windows = padded.unfold(1, win, 1)  # N x h x W x c x win
+    return windows.permute(0, 1, 4, 2, 3).flatten(2, 3)
+
+
 def local_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -114,44 +129,58 @@ def local_attention(
     """Exact local softmax attention over a (2m+1) x (2m+1) window.
 
     Args:
-        q: N x h x w x d queries, already scaled.
-        k: N x h x w x d keys of the memory frame (same grid).
-        v: N x h x w x dv values of the memory frame.
+        q: ``... x h x w x d`` queries, already scaled.
+        k: ``... x h x w x d`` keys of the memory frame (same grid).
+        v: ``... x h x w x dv`` values of the memory frame.
         max_dis: m; the window holds offsets -m..m in y and x (slot s = (dy+m)*(2m+1) + dx+m).
-        rel_logits: optional N x h x w x S relative-position logits added before the mask.
+        rel_logits: optional ``... x h x w x S`` relative-position logits added before the mask.
+
+    The leading dims broadcast (e.g. one query frame shared by N memory frames: ``q`` 1 x ...,
+    ``k`` and ``v`` N x ...; or a batch of one key frame whose values differ per element).
 
     Returns:
-        (out N x h x w x dv, attn N x h x w x S). Slots outside the frame get the official
+        (out ``... x h x w x dv``, attn ``... x h x w x S``; attn's leading dims are those of
+        ``q``, ``k`` and ``rel_logits`` broadcast). Slots outside the frame get the official
         -1e8 logit (-1e4 in half precision), i.e. no weight.
 
-    For each window row dy the logits of a query row against the shifted key row are one
-    ``w x (w+2m)`` GEMM whose band is the ``2m+1`` window slots; the aggregation multiplies the
-    banded weights with the value row. Cost ~ 15 * h * w * (w + 2m) * d: linear in ``h``.
+    Per query row y, the window rows y-m .. y+m of the padded key / value map are one block
+    of (2m+1) x (w+2m) tokens. The logits of the row are one ``w x (2m+1)(w+2m)`` GEMM whose
+    2m+1 bands (x .. x+2m in each window row) are the window slots; the aggregation is one GEMM
+    of the banded weights (zeros off the band) with the value block. Cost ~
+    (2m+1) * h * w * (w+2m) * (d + dv): linear in ``h``.
     """
-    n, h, w, _ = q.shape
+    h, w = q.shape[-3], q.shape[-2]
     win = 2 * max_dis + 1
-    kp = F.pad(k, (0, 0, max_dis, max_dis, max_dis, max_dis))  # N x h+2m x w+2m x d
-    kp = kp.transpose(2, 3)  # N x h+2m x d x w+2m
-    logits = q.new_empty(n, h, w, win, win)
-    for dy in range(win):
-        full = torch.matmul(q, kp[:, dy : dy + h])  # N x h x w x (w+2m)
-        logits[:, :, :, dy] = _band_to_skew(full, win)
-    logits = logits.view(n, h, w, win * win)
+    padded_width = w + 2 * max_dis
+    pad = (0, 0, max_dis, max_dis, max_dis, max_dis)
+    rel_lead = () if rel_logits is None else rel_logits.shape[:-3]
+    attn_lead = torch.broadcast_shapes(q.shape[:-3], k.shape[:-3], rel_lead)
+    lead = torch.broadcast_shapes(attn_lead, v.shape[:-3])
+
+    def flat(x: torch.Tensor, shape: torch.Size) -> torch.Tensor:  # ... x h x w x c -> N x ...
+        return x.expand(*shape, *x.shape[-3:]).reshape(-1, *x.shape[-3:])
+
+    # One batched GEMM per element: its batch (the query rows) reads the overlapping window
+    # blocks in place; folding the elements into the batch would copy every block 2m+1 times.
+    key_windows = _row_windows(F.pad(flat(k, attn_lead), pad), h)  # N x h x win*W x d
+    queries = flat(q, attn_lead)
+    logits = torch.stack(
+        [torch.bmm(queries[i], key_windows[i].transpose(-1, -2)) for i in range(len(queries))]
+    )  # N x h x w x win*W
+    logits = logits.unflatten(-1, (win, padded_width)).transpose(-3, -2)  # N x h x dy x w x W
+    logits = _band_to_skew(logits, win).transpose(-3, -2).flatten(-2)  # N x h x w x S
     if rel_logits is not None:
-        logits = logits + rel_logits
+        logits = logits + flat(rel_logits, attn_lead)
     outside = _window_outside(h, w, max_dis, q.device)
     logits = logits.masked_fill(outside, masked_fill_value(logits.dtype))
     attn = torch.softmax(logits, dim=-1)
 
-    vp = F.pad(v, (0, 0, max_dis, max_dis, max_dis, max_dis))  # N x h+2m x w+2m x dv
-    attn_rows = attn.view(n, h, w, win, win)
-    out = None
-    for dy in range(win):
-        band = _skew_to_band(attn_rows[:, :, :, dy], w)  # N x h x w x (w+2m)
-        part = torch.matmul(band, vp[:, dy : dy + h])  # N x h x w x dv
-        out = part if out is None else out.add_(part)
-    assert out is not None
-    return out, attn
+    rows = attn.unflatten(-1, (win, win)).transpose(-3, -2)  # N x h x dy x w x dx
+    band = _skew_to_band(rows, w).transpose(-3, -2).flatten(-2)  # N x h x w x win*W
+    band = flat(band.view(*attn_lead, h, w, -1), lead)
+    value_windows = _row_windows(F.pad(flat(v, lead), pad), h)  # N x h x win*W x dv
+    out = torch.stack([torch.bmm(band[i], value_windows[i]) for i in range(len(band))])
+    return out.view(*lead, h, w, -1), attn.view(*attn_lead, h, w, -1)
 
 
 def windowed_heads(
@@ -167,19 +196,19 @@ def windowed_heads(
     """Multi-head :func:`local_attention` of B x L x C tokens on the ``size_2d`` grid.
 
     ``relative_emb_k`` maps the unscaled query map to heads x S relative logits (grouped 1x1
-    conv). Returns (out B x heads x L x dv, attn B x heads x L x S).
+    conv). ``q`` may be a batch of one shared by the B memory frames (the relative logits are
+    then computed once), and ``key`` a batch of one shared by B values. Returns
+    (out B x heads x L x dv, attn B' x heads x L x S; B' = 1 when ``q`` and ``key`` are shared).
     """
-    b, length, _ = q.shape
     h, w = size_2d
-    rel = relative_emb_k(tokens_to_map(q, size_2d))  # B x heads*S x h x w
-    window = rel.shape[1] // heads
-    rel = rel.reshape(b * heads, window, h, w).permute(0, 2, 3, 1)
+    rel = relative_emb_k(tokens_to_map(q, size_2d))  # Bq x heads*S x h x w
+    rel = rel.unflatten(1, (heads, -1)).permute(0, 1, 3, 4, 2)  # Bq x heads x h x w x S
 
-    def grid(x: torch.Tensor) -> torch.Tensor:  # B x L x (heads*d) -> B*heads x h x w x d
-        return x.view(b, h, w, heads, -1).permute(0, 3, 1, 2, 4).reshape(b * heads, h, w, -1)
+    def grid(x: torch.Tensor) -> torch.Tensor:  # B x L x (heads*d) -> B x heads x h x w x d
+        return x.unflatten(-1, (heads, -1)).transpose(1, 2).unflatten(2, (h, w)).contiguous()
 
     out, attn = local_attention(grid(q * scale), grid(key), grid(value), max_dis, rel)
-    return out.view(b, heads, length, -1), attn.view(b, heads, length, window)
+    return out.flatten(2, 3), attn.flatten(2, 3)
 
 
 class MultiheadAttention(nn.Module):

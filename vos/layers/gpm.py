@@ -28,6 +28,8 @@ from vos.layers.lstt import (
     LayerMemories,
     PropagationOutput,
     apply_decoder_norms,
+    batched,
+    propagation_batch,
 )
 
 
@@ -98,11 +100,15 @@ class GatedPropagationModule(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Propagate visual tokens ``x`` and ID tokens ``x_id`` (B x L x C; ``None`` = 0).
 
+        ``x`` may be 1 x L x C shared by the B memories / identities (the first layer, whose
+        ``x_id`` is ``None``): ``norm1``, ``linear_QV`` and ``linear_U`` then run once for all B.
+
         With ``id_emb`` the frame is a reference (self matching; the returned value is the
         fused cat(V, ID V)); otherwise ``memory`` = (long-term, short-term) is read and the
         returned value is the visual V alone, with the ID branch state for a later fusion.
 
-        Returns (x', x_id', key, value, id_state).
+        Returns (x', x_id', key, value, id_state): x' and x_id' B x L x C; key and the raw
+        visual value keep the batch of one of a shared ``x``.
         """
         y = self.norm1(x)
         query, visual_value = torch.split(
@@ -118,7 +124,9 @@ class GatedPropagationModule(nn.Module):
             gate = F.silu(torch.cat([gate, self.linear_ID_U(id_state)], dim=-1))
 
         if id_emb is not None:
-            value = torch.cat([visual_value, self.fuse_id(id_state, id_emb)], dim=-1)
+            id_value = self.fuse_id(id_state, id_emb)
+            visual_value = batched(visual_value, id_value.shape[0])
+            value = torch.cat([visual_value, id_value], dim=-1)
             long_term: MemoryKV = (query, value)
             short_key, short_value = query, value
             returned_value = value
@@ -172,18 +180,21 @@ class DualBranchGPM(nn.Module):
         id_emb: torch.Tensor | None = None,
     ) -> PropagationOutput:
         """Propagate the projected stride-16 tokens ``x`` (B x L x C). ``pos`` is accepted for
-        interface parity with AOT and ignored, as in the official model."""
+        interface parity with AOT and ignored, as in the official model. ``x`` may be 1 x L x C:
+        one frame shared by the B memories or identities; every output has batch B."""
         del pos
+        batch = propagation_batch(x, memories, id_emb)
         x_id: torch.Tensor | None = None
         outputs, keys, values, id_states = [], [], [], []
         for idx, layer in enumerate(self.layers):
             x, x_id, key, value, id_state = layer(
                 x, x_id, size_2d, None if memories is None else memories[idx], id_emb
             )
-            outputs.append(torch.cat([x, x_id], dim=-1))
-            keys.append(key)
-            values.append(value)
-            id_states.append(id_state)
+            assert x_id is not None
+            outputs.append(batched(torch.cat([x, x_id], dim=-1), batch))
+            keys.append(batched(key, batch))
+            values.append(batched(value, batch))
+            id_states.append(None if id_state is None else batched(id_state, batch))
         outputs = apply_decoder_norms(outputs, self.decoder_norms, self.intermediate_norm)
         return PropagationOutput(outputs, outputs[-1], FrameMemory(keys, values, id_states))
 

@@ -53,6 +53,28 @@ class PropagationOutput:
 LayerMemories = Sequence[tuple[MemoryKV, KeyValue]]
 
 
+def propagation_batch(
+    x: torch.Tensor, memories: LayerMemories | None, id_emb: torch.Tensor | None
+) -> int:
+    """B of a propagation: the identity's batch for a reference frame, else the short-term
+    memory's; ``x`` (the frame tokens) is B x L x C or a batch of one shared by all B."""
+    if id_emb is not None:
+        batch = int(id_emb.shape[0])
+    elif memories is not None:
+        _, (short_key, _) = memories[0]
+        batch = int(short_key.shape[0])
+    else:
+        raise ValueError("propagation needs memories or an identity embedding")
+    if x.shape[0] not in (1, batch):
+        raise ValueError(f"frame tokens have batch {x.shape[0]}, the memories {batch}")
+    return batch
+
+
+def batched(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``x`` (1 x ... or batch x ...) as a batch of ``batch`` (a view: no copy)."""
+    return x if x.shape[0] == batch else x.expand(batch, *x.shape[1:])
+
+
 def apply_decoder_norms(
     outputs: list[torch.Tensor], norms: nn.ModuleList, intermediate: bool
 ) -> list[torch.Tensor]:
@@ -104,14 +126,16 @@ class LSTTBlock(nn.Module):
         memory: tuple[MemoryKV, KeyValue] | None,
         id_emb: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Propagate ``x`` (B x L x C).
+        """Propagate ``x`` (B x L x C, or 1 x L x C shared by the B memories / identities: the
+        first layer's self-attention, norms and ``linear_Q`` then run once for all B).
 
         With ``id_emb`` (B x L x C) the frame is a reference: it attends to its own ID-fused
         keys and values (long- and short-term), and the returned value is fused. Otherwise
         ``memory`` = (long-term, short-term) is read and the returned value is the raw
         ``norm2`` output, to be fused once the frame's mask is known.
 
-        Returns (x', key, value), key/value B x L x C.
+        Returns (x', key, value): x' B x L x C; key and the raw value keep the batch of one of
+        a shared ``x``.
         """
         y = self.norm1(x)
         qk = y + pos
@@ -167,15 +191,18 @@ class LongShortTermTransformer(nn.Module):
         memories: LayerMemories | None = None,
         id_emb: torch.Tensor | None = None,
     ) -> PropagationOutput:
-        """Propagate the projected stride-16 tokens ``x`` (B x L x C); see :class:`LSTTBlock`."""
+        """Propagate the projected stride-16 tokens ``x`` (B x L x C, or 1 x L x C: one frame
+        shared by the B memories or identities); see :class:`LSTTBlock`. Every output has
+        batch B."""
+        batch = propagation_batch(x, memories, id_emb)
         outputs, keys, values = [], [], []
         for idx, layer in enumerate(self.layers):
             x, key, value = layer(
                 x, pos, size_2d, None if memories is None else memories[idx], id_emb
             )
-            outputs.append(x)
-            keys.append(key)
-            values.append(value)
+            outputs.append(batched(x, batch))
+            keys.append(batched(key, batch))
+            values.append(batched(value, batch))
         outputs = apply_decoder_norms(outputs, self.decoder_norms, self.intermediate_norm)
         return PropagationOutput(
             outputs, outputs[-1], FrameMemory(keys, values, [None] * len(keys))
