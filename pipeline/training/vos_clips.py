@@ -1,13 +1,15 @@
-"""Training clips for AOT / DeAOT from Ref-YouTube-VOS-layout folders (the synthetic benchmark
-included): the file side of :mod:`vos.train`.
+"""Training clips for AOT / DeAOT and Cutie from Ref-YouTube-VOS-layout folders (the synthetic
+benchmark included): the file side of :mod:`vos.train` and :mod:`vos.cutie.train`.
 
 A clip = ``num_frames`` frames of one video in order (random gaps of 1..``max_gap``, reversed
 with probability ``reverse_prob`` - VOS propagation does not care about direction, the official
 ``DATA_RANDOM_REVERSE_SEQ``), randomly rescaled, flipped and cropped to ``crop`` (the crop
 centred near an object of the first frame), with up to ``max_objects`` objects visible in the
 first frame relabelled 1..n in random order (the official identity shuffle) and every other
-object set to background. Every batch is a pure function of (seed, step), so a resumed run sees
-the batches it would have seen. Decoded videos are kept in memory (the benchmark is small).
+object set to background. Frames are normalised for AOT / DeAOT (``normalized``), or in
+[0, 1] for Cutie, which normalises them itself. Every batch is a pure function of (seed, step),
+so a resumed run sees the batches it would have seen. Decoded videos are kept in memory (the
+benchmark is small).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class VOSClipConfig:
     reverse_prob: float = 0.5
     max_objects: int = 3
     min_object_pixels: int = 20
+    normalized: bool = True
 
 
 @dataclass
@@ -109,7 +112,8 @@ class VOSClipDataset:
         remap = torch.zeros(256, dtype=torch.long)
         for new, old in enumerate(chosen, start=1):
             remap[old] = new
-        return normalize_frames(frames), remap[labels], len(chosen)
+        pixels = normalize_frames(frames) if cfg.normalized else frames / 255.0
+        return pixels, remap[labels], len(chosen)
 
     def _frame_indices(self, rng: np.random.Generator, length: int) -> np.ndarray:
         cfg = self.config

@@ -23,7 +23,7 @@ from pipeline.core.submission import validate
 from pipeline.orchestration.config import LsvosConfig, PropagateNode, VoteNode, compose_config
 from pipeline.orchestration.prepare import check_run
 from pipeline.orchestration.recipe import Recipe
-from tests.pipeline.flow_fixtures import corrupt, plan_keys, write_random_engine
+from tests.pipeline.flow_fixtures import corrupt, plan_keys
 
 CHECKPOINTS = {
     "lsvos2024": ("producers.uninext", "engines.cutie"),
@@ -221,23 +221,61 @@ def _imported(root: Path, data: Path, name: str, seed: int) -> list[str]:
     ]
 
 
+def write_random_cutie_tiny(path: Path, seed: int) -> None:
+    """A project weights file of the tiny Cutie (vos/cutie/spec.py) with seeded random weights."""
+    from dataclasses import asdict
+
+    import torch
+
+    from pipeline.adapters.weights import save_project_weights
+    from vos.cutie.network import CutieNetwork
+    from vos.cutie.spec import CUTIE_TINY
+
+    torch.manual_seed(seed)
+    state = CutieNetwork(CUTIE_TINY).state_dict()
+    save_project_weights(path, "cutie", asdict(CUTIE_TINY), state)
+
+
+def write_random_sam2_tiny(path: Path, seed: int, image_size: int = 256) -> None:
+    """A project weights file of SAM 2.1 hiera-tiny at a small square input, seeded random."""
+    from dataclasses import asdict
+
+    import torch
+
+    from pipeline.adapters.weights import save_project_weights
+    from vos.sam2.model import Sam2Model
+    from vos.sam2.spec import get_sam2_variant
+
+    torch.manual_seed(seed)
+    spec = get_sam2_variant("sam2.1_hiera_tiny", image_size=image_size)
+    save_project_weights(path, "sam2", asdict(spec), Sam2Model(spec).state_dict())
+
+
+def _task_count(output_root: Path) -> int:
+    """(node, video) outputs a run under ``output_root`` computed, from its newest report."""
+    (report,) = sorted(output_root.glob("runs/*/report.json"))[-1:]
+    return sum(json.loads(report.read_text())["computed"].values())
+
+
 @pytest.mark.slow
 def test_recipes_run_on_mevis_to_a_valid_zip(prefect_api: str, tmp_path: Path) -> None:
-    """Both graphs through the flow on a small synthetic MeViS valid_u: producers imported, a
-    random tiny DeAOT standing in for Cutie / SAM 2 (no checkpoint of theirs here): every node
-    completes, the submission is a valid MeViS zip, and lsvos2024's one-source vote is its
-    Cutie output."""
+    """Both graphs through the flow on a small synthetic MeViS valid_u with their own engine
+    families, Cutie (the tiny variant) and SAM 2.1 hiera-tiny (at 256 px), seeded random
+    weights (no checkpoint of theirs here), producers imported: every node completes, the
+    submission is a valid MeViS zip, lsvos2024's one-source vote is its Cutie output; a second
+    run computes nothing, and a changed engine setting recomputes its node and the vote only."""
     from pipeline.orchestration.flow import lsvos_2stage
 
     data = write_synthetic_mevis_benchmark(
         tmp_path / "mevis", seed=2, videos=2, splits=("valid_u",), sizes=((64, 96),)
     )
-    engine = tmp_path / "deaot.safetensors"
-    write_random_engine(engine, "deaot_tiny", seed=7)
+    cutie, sam2 = tmp_path / "cutie_tiny.safetensors", tmp_path / "sam2_tiny.safetensors"
+    write_random_cutie_tiny(cutie, seed=7)
+    write_random_sam2_tiny(sam2, seed=7)
     meta = data / "valid_u" / "meta_expressions.json"
-    for recipe, engine_name, producers in (
-        ("lsvos2024", "cutie", ("uninext",)),
-        ("sam2_refine", "sam2", ("mutr", "uninext")),
+    for recipe, engine_name, producers, engine_overrides in (
+        ("lsvos2024", "cutie", ("uninext",), ["engine@engines.cutie=cutie_tiny"]),
+        ("sam2_refine", "sam2", ("mutr", "uninext"), ["engines.sam2.checkpoint=" + str(sam2)]),
     ):
         overrides = [
             f"recipe={recipe}",
@@ -246,11 +284,16 @@ def test_recipes_run_on_mevis_to_a_valid_zip(prefect_api: str, tmp_path: Path) -
             f"runtime.output_root={tmp_path / recipe}",
             "runtime.workers=2",
             "runtime.progress=false",
-            f"engine@engines.{engine_name}=deaot_tiny",
-            f"engines.{engine_name}.checkpoint={engine}",
+            *engine_overrides,
+            f"engines.{engine_name}.device=cpu",
+            f"engines.{engine_name}.precision=fp32",
         ]
+        if engine_name == "cutie":
+            overrides.append(f"engines.cutie.checkpoint={cutie}")
         for seed, name in enumerate(producers):
             overrides += _imported(tmp_path, data, name, seed)
+        cfg = compose_config(overrides)
+        assert cfg.engines[engine_name].family == engine_name
         state = lsvos_2stage(overrides=overrides, return_state=True)
         assert state.is_completed(), state
         submission = state.result()["submission"]
@@ -263,6 +306,19 @@ def test_recipes_run_on_mevis_to_a_valid_zip(prefect_api: str, tmp_path: Path) -
             for row in report["per_expression"]:
                 by_node.setdefault(row["node"], []).append((row["J"], row["F"]))
             assert by_node["final"] == by_node["cutie"]
+        nodes = len(json.loads(report_path(submission).read_text())["nodes"])
+        assert _task_count(tmp_path / recipe) == nodes * 2  # every (node, video) computed
+        assert lsvos_2stage(overrides=overrides, return_state=True).is_completed()
+        assert _task_count(tmp_path / recipe) == 0, "a re-run recomputes nothing"
+        reset = not cfg.engines[engine_name].reset_between_passes
+        changed = [*overrides, f"engines.{engine_name}.reset_between_passes={str(reset).lower()}"]
+        assert lsvos_2stage(overrides=changed, return_state=True).is_completed()
+        downstream = [n for n, c in cfg.recipe.nodes.items() if c.kind != "produce"]
+        assert _task_count(tmp_path / recipe) == len(downstream) * 2  # two videos
+
+
+def report_path(submission: dict) -> Path:
+    return Path(submission["zip"]).parent / "report.json"
 
 
 @pytest.mark.parametrize("name", MEVIS_PRODUCERS)

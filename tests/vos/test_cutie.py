@@ -230,7 +230,11 @@ def test_two_tracks_share_one_encoding_per_frame_and_stay_independent() -> None:
         alone = propagate_video(engine, frames, {exp: masks[exp]}, {exp: keys[exp]}, config)[exp]
         assert torch.equal(alone.masks, together[exp].masks)
         assert alone.probs is not None and together[exp].probs is not None
-        torch.testing.assert_close(alone.probs.float(), together[exp].probs.float())
+        # float16 probabilities: the batched tracks' float32 rounding may move one value by
+        # one float16 step (4.9e-4 below 1); tests/vos/test_cutie_batching.py bounds it at 1e-5
+        torch.testing.assert_close(
+            alone.probs.float(), together[exp].probs.float(), atol=1e-3, rtol=0
+        )
 
 
 def test_reference_re_added_to_a_track_is_a_temporary_memory_frame() -> None:

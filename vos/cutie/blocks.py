@@ -194,13 +194,17 @@ RESNET_LAYERS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, i
 }
 
 
-def resnet_stages(depth: str) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
-    """``layer1`` .. ``layer3`` of a ResNet (strides 4, 8, 16 after the stem); never any
-    pretrained download: every weight comes from the Cutie checkpoint."""
+def resnet_stages(
+    depth: str, width: int = 64
+) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
+    """``layer1`` .. ``layer3`` of a ResNet (strides 4, 8, 16 after the stem) whose stem gives
+    ``width`` channels and whose stages have ``width`` x 1, 2, 4 planes (64: the official
+    ResNets); never any pretrained download: every weight comes from the Cutie checkpoint."""
     block, counts = RESNET_LAYERS[depth]
-    inplanes = 64
+    inplanes = width
     stages = []
-    for planes, count, stride in zip((64, 128, 256), counts, (1, 2, 2), strict=True):
+    planes_of = (width, 2 * width, 4 * width)
+    for planes, count, stride in zip(planes_of, counts, (1, 2, 2), strict=True):
         downsample = None
         if stride != 1 or inplanes != planes * block.expansion:
             downsample = nn.Sequential(

@@ -28,7 +28,7 @@ import torch
 from models.shared.checkpoint import load_state_strict
 from models.shared.typed import from_dict
 from vos.cutie.convert import infer_variant, load_official, official_state_dict
-from vos.cutie.inference import CutieEncoding, CutieProcessor, encode_frame
+from vos.cutie.inference import CutieEncoding, CutieProcessor, encode_frame, step_tracks
 from vos.cutie.network import CutieNetwork
 from vos.cutie.spec import CutieSettings, CutieSpec, get_cutie_variant
 from vos.engine_inputs import (
@@ -60,8 +60,9 @@ class CutieStepOutput:
 
     @property
     def foreground(self) -> torch.Tensor:
-        """H x W bool: an object won the arg-max."""
-        return self.channels != 0
+        """H x W bool: an object won the arg-max (the first maximum wins, so: an object's
+        probability is above the background's; one reduction instead of an arg-max)."""
+        return self.probs[1:].amax(dim=0) > self.probs[0]
 
     @property
     def labels(self) -> torch.Tensor:
@@ -71,7 +72,9 @@ class CutieStepOutput:
 
 
 class CutieEngine:
-    """A Cutie network in eval mode with its inference settings; one session per video."""
+    """A Cutie network in eval mode with its inference settings; one session per video.
+    ``batch_tracks``: its sessions step their tracks as one batch (the outputs are the same
+    either way; False = one track at a time, the official order)."""
 
     def __init__(
         self,
@@ -79,18 +82,23 @@ class CutieEngine:
         settings: CutieSettings | None = None,
         *,
         autocast: bool = False,
+        batch_tracks: bool = True,
     ) -> None:
         self.network = network.eval()
         self.settings = settings or CutieSettings()
         self.autocast = autocast or self.settings.amp
+        self.batch_tracks = batch_tracks
 
     @property
     def device(self) -> torch.device:
         return self.network.pixel_mean.device
 
     def new_session(self, num_frames: int | None = None) -> CutieSession:
-        """A session with no tracks (``num_frames`` is not needed by Cutie)."""
-        return CutieSession(self)
+        """A session with no tracks (``num_frames`` is not needed by Cutie); it batches its
+        tracks when the engine's ``batch_tracks`` says so."""
+        session = CutieSession(self)
+        session.batch_tracks = self.batch_tracks
+        return session
 
     def precision(self) -> contextlib.AbstractContextManager[Any]:
         return cuda_autocast(self.autocast, self.device)
@@ -100,12 +108,15 @@ class CutieSession:
     """One video: tracks sharing frame encodings (see the module docstring).
 
     ``stats``: ``encoder_calls`` (frames encoded) and ``track_steps`` (track-frames processed).
+    ``batch_tracks``: step the tracks as one batch (default); False steps them one at a time
+    (the official one-``InferenceCore``-per-expression order; the outputs are the same).
     """
 
     def __init__(self, engine: CutieEngine) -> None:
         self.engine = engine
         self._tracks: dict[TrackId, CutieProcessor] = {}
         self.stats = {"encoder_calls": 0, "track_steps": 0}
+        self.batch_tracks = True
 
     @property
     def tracks(self) -> list[TrackId]:
@@ -162,19 +173,24 @@ class CutieSession:
     def step(
         self, frame: torch.Tensor | CutieEncoding, *, tracks: Sequence[TrackId] | None = None
     ) -> dict[TrackId, CutieStepOutput]:
-        """Propagate ``tracks`` (default: all) to this frame and update their memories."""
+        """Propagate ``tracks`` (default: all) to this frame and update their memories (the
+        tracks' network work batched, :func:`~vos.cutie.inference.step_tracks`, unless
+        ``batch_tracks`` is False)."""
         enc = self._encoding(frame)
         names = list(self._tracks) if tracks is None else list(tracks)
         for name in names:
             if name not in self._tracks:
                 raise KeyError(f"track {name!r} has no reference frame")
+        processors = [self._tracks[name] for name in names]
+        with self.engine.precision():
+            if self.batch_tracks:
+                probs = step_tracks(processors, enc)
+            else:
+                probs = [processor.step(enc) for processor in processors]
         results = {}
-        for name in names:
-            processor = self._tracks[name]
-            with self.engine.precision():
-                probs = processor.step(enc)
-            probs = enc.frame.restore(probs.float())
-            results[name] = CutieStepOutput(probs, tuple(processor.objects))
+        for name, processor, prob in zip(names, processors, probs, strict=True):
+            restored = enc.frame.restore(prob.float())
+            results[name] = CutieStepOutput(restored, tuple(processor.objects))
             self.stats["track_steps"] += 1
         return results
 

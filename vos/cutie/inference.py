@@ -20,11 +20,13 @@ B = 1, or 2 with flip augmentation (the flipped copy second); N = objects of the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from vos.cutie.batch import add_memories, segment_tracks
 from vos.cutie.blocks import aggregate
 from vos.cutie.memory import MemoryBank
 from vos.cutie.network import CutieNetwork, ImageFeatures
@@ -164,9 +166,24 @@ class CutieProcessor:
     def nbytes(self) -> int:
         return self.memory.nbytes
 
-    def _tap(self, name: str, value: torch.Tensor) -> None:
+    def tap(self, name: str, value: torch.Tensor) -> None:
+        """Record ``value`` under ``name`` when :attr:`taps` is a dict."""
         if self.taps is not None:
             self.taps.setdefault(name, []).append(value.detach().clone())
+
+    def begin_step(self, *, mask_given: bool) -> tuple[bool, bool]:
+        """Count the next frame -> (memory frame, sensory update on the decoder)."""
+        self.curr_ti += 1
+        since = self.curr_ti - self.last_mem_ti
+        return since >= self.settings.mem_every or mask_given, since in self.stagger
+
+    def end_step(self, prob: torch.Tensor) -> torch.Tensor:
+        """Keep the (1 + N) x H' x W' probabilities as the last mask -> B x N x H' x W'."""
+        last = prob[1:].unsqueeze(0)
+        if self.settings.flip_aug:
+            last = torch.cat([last, last.flip(-1)], dim=0)
+        self.last_mask = last
+        return last
 
     @torch.inference_mode()
     def step(
@@ -188,32 +205,27 @@ class CutieProcessor:
         Returns:
             (1 + N) x H' x W' probabilities (padded internal size), background first.
         """
+        if mask is None and not force_permanent:
+            return step_tracks([self], enc)[0]
         if mask is not None and objects is None:
             objects = sorted(int(o) for o in torch.unique(mask) if int(o) > 0)
         if mask is not None and not objects:
             raise ValueError("a mask step needs at least one object (the official returns zeros)")
-        self.curr_ti += 1
-        since = self.curr_ti - self.last_mem_ti
-        is_mem_frame = since >= self.settings.mem_every or mask is not None
+        is_mem_frame, update_sensory = self.begin_step(mask_given=mask is not None)
         need_segment = mask is None or (
             bool(self.objects) and any(o not in self.objects for o in objects or [])
         )
-        update_sensory = since in self.stagger
-
         prob = None
         if need_segment:
-            prob = self._segment(enc.features, update_sensory=update_sensory)
+            prob = segment_tracks([self], enc.features, [update_sensory])[0]
         if mask is not None:
             assert objects is not None
             prob = self._merge_mask(enc.frame.prepare_mask(mask), objects, prob)
         assert prob is not None
-        last = prob[1:].unsqueeze(0)
-        if self.settings.flip_aug:
-            last = torch.cat([last, last.flip(-1)], dim=0)
-        self.last_mask = last
+        last = self.end_step(prob)
         if is_mem_frame or force_permanent:
-            self._add_memory(enc, last, force_permanent=force_permanent)
-        self._tap("sensory", self.memory.get_sensory(self.objects))
+            add_memories(enc, [self], [last], force_permanent=force_permanent)
+        self.tap("sensory", self.memory.get_sensory(self.objects))
         return prob
 
     def _merge_mask(
@@ -240,77 +252,6 @@ class CutieProcessor:
             stacked = torch.stack([(mask == obj) for obj in ordered]).float()
         return torch.softmax(aggregate(stacked, dim=0), dim=0)
 
-    def _segment(self, features: ImageFeatures, *, update_sensory: bool) -> torch.Tensor:
-        """-> (1 + N) x H' x W' from memory (flip: the two predictions averaged)."""
-        assert self.last_mask is not None and self.memory.work.engaged
-        readout = self._read_memory(features, self.last_mask)
-        sensory, prob = self.network.segment(
-            features, readout, self.memory.get_sensory(self.objects), update_sensory=update_sensory
-        )
-        if update_sensory:
-            self.memory.set_sensory(sensory, self.objects)
-        if self.settings.flip_aug:
-            return (prob[0] + prob[1].flip(-1)) / 2
-        return prob[0]
-
-    def _read_memory(self, features: ImageFeatures, last_mask: torch.Tensor) -> torch.Tensor:
-        """Readout per bucket, fused and refined per object -> B x N x C x h x w."""
-        batch, _, height, width = features.key.shape
-        query_key = features.key.flatten(2).float()
-        query_selection = features.selection.flatten(2).float()
-        readouts: dict[int, torch.Tensor] = {}
-        taps: dict[str, dict[int, torch.Tensor]] = {"visual": {}, "pixel": {}}
-        for bucket_id, bucket in self.memory.work.buckets.items():
-            affinity = self.memory.affinity(bucket_id, query_key, query_selection)
-            objs = bucket.objects
-            values = self.memory.values(objs).float()
-            visual = values.flatten(1, 2) @ affinity  # B x (n*CV) x hw
-            visual = visual.view(batch, len(objs), -1, height, width)
-            channels = [self.objects.index(o) for o in objs]
-            pixel = self.network.pixel_fusion(
-                features.pix_feat,
-                visual.to(features.pix_feat.dtype),
-                self.memory.get_sensory(objs).to(features.pix_feat.dtype),
-                last_mask[:, channels].to(features.pix_feat.dtype),
-            )
-            obj_memory = torch.stack([self.memory.obj_memory[o] for o in objs], dim=1)
-            refined = self.network.readout_query(pixel, obj_memory.unsqueeze(2))
-            for i, obj in enumerate(objs):
-                readouts[obj] = refined[:, i]
-                taps["visual"][obj] = visual[:, i]
-                taps["pixel"][obj] = pixel[:, i]
-        order = self.objects
-        if self.taps is not None:
-            self._tap("visual_readout", torch.stack([taps["visual"][o] for o in order], dim=1))
-            self._tap("pixel_readout", torch.stack([taps["pixel"][o] for o in order], dim=1))
-        out = torch.stack([readouts[o] for o in order], dim=1)
-        self._tap("query_readout", out)
-        return out
-
-    def _add_memory(
-        self, enc: CutieEncoding, masks: torch.Tensor, *, force_permanent: bool
-    ) -> None:
-        """Encode ``masks`` (B x N x H' x W') and write working, object and sensory memory."""
-        features = enc.features
-        self.memory.ensure_sensory(self.objects, features.key, self.network.spec.sensory_dim)
-        value, sensory, summaries = self.network.encode_mask(
-            enc.frame.image,
-            features.pix_feat,
-            self.memory.get_sensory(self.objects).to(features.pix_feat.dtype),
-            masks.to(features.pix_feat.dtype),
-        )
-        self.memory.add(
-            features.key,
-            features.shrinkage,
-            features.selection,
-            value,
-            summaries,
-            self.objects,
-            permanence="all" if force_permanent else "first",
-        )
-        self.last_mem_ti = self.curr_ti
-        self.memory.set_sensory(sensory, self.objects)
-
     def drop_objects(self, objects: list[int]) -> None:
         """Forget ``objects`` (channels of the others shift down, as the official)."""
         keep = [o for o in self.objects if o not in objects]
@@ -319,3 +260,23 @@ class CutieProcessor:
             self.last_mask = self.last_mask[:, index]
         self.objects = keep
         self.memory.drop_objects(keep)
+
+
+@torch.inference_mode()
+def step_tracks(processors: Sequence[CutieProcessor], enc: CutieEncoding) -> list[torch.Tensor]:
+    """Propagate every processor (track) to the frame ``enc`` (no mask) with the per-object
+    network work batched over the tracks (:mod:`vos.cutie.batch`) -> per track
+    (1 + N) x H' x W' probabilities, as :meth:`CutieProcessor.step` gives each alone."""
+    if not processors:
+        return []
+    if any(p.network is not processors[0].network for p in processors):
+        raise ValueError("step_tracks needs processors of one network")
+    plans = [p.begin_step(mask_given=False) for p in processors]
+    probs = segment_tracks(processors, enc.features, [update for _, update in plans])
+    lasts = [p.end_step(prob) for p, prob in zip(processors, probs, strict=True)]
+    memory_frames = [i for i, (is_mem_frame, _) in enumerate(plans) if is_mem_frame]
+    if memory_frames:
+        add_memories(enc, [processors[i] for i in memory_frames], [lasts[i] for i in memory_frames])
+    for processor in processors:
+        processor.tap("sensory", processor.memory.get_sensory(processor.objects))
+    return probs

@@ -29,7 +29,7 @@ from vos.cutie.blocks import (
     resnet_stages,
     upsample_groups,
 )
-from vos.cutie.spec import MASK_ENCODER_DIM, CutieSpec
+from vos.cutie.spec import CutieSpec
 from vos.cutie.transformer import ObjectSummarizer, QueryTransformer
 
 
@@ -71,14 +71,15 @@ def others_mask(masks: torch.Tensor) -> torch.Tensor:
 
 
 class PixelEncoder(nn.Module):
-    """ResNet-18/50 stem and ``layer1`` (named ``res2``) .. ``layer3``: image -> f16, f8, f4."""
+    """ResNet-18/50 stem and ``layer1`` (named ``res2``) .. ``layer3``: image -> f16, f8, f4
+    (``width``: the stem's channels, 64 in the official ResNets)."""
 
-    def __init__(self, depth: str) -> None:
+    def __init__(self, depth: str, width: int = 64) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.res2, self.layer2, self.layer3 = resnet_stages(depth)
+        self.res2, self.layer2, self.layer3 = resnet_stages(depth, width)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
@@ -148,14 +149,17 @@ class SensoryUpdater(nn.Module):
 class MaskEncoder(nn.Module):
     """Image + object mask + others' mask (5 channels) -> per-object value and deep-updated
     sensory memory. ResNet-18 stem (max-pool *before* the ReLU, as the official) and
-    ``layer1`` .. ``layer3``, fused with the frame's ``pix_feat``."""
+    ``layer1`` .. ``layer3`` (stem ``width`` channels, 64 officially; ``final_dim`` =
+    4 x ``width``), fused with the frame's ``pix_feat``."""
 
-    def __init__(self, pixel_dim: int, value_dim: int, sensory_dim: int, final_dim: int) -> None:
+    def __init__(
+        self, pixel_dim: int, value_dim: int, sensory_dim: int, final_dim: int, width: int = 64
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(5, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(5, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1, self.layer2, self.layer3 = resnet_stages("resnet18")
+        self.layer1, self.layer2, self.layer3 = resnet_stages("resnet18", width)
         self.fuser = GroupFeatureFusionBlock(pixel_dim, final_dim, value_dim)
         self.sensory_update = SensoryDeepUpdater(value_dim, sensory_dim)
 
@@ -274,11 +278,15 @@ class CutieNetwork(nn.Module):
     def __init__(self, spec: CutieSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.pixel_encoder = PixelEncoder(spec.pixel_encoder)
+        self.pixel_encoder = PixelEncoder(spec.pixel_encoder, spec.encoder_width)
         self.pix_feat_proj = nn.Conv2d(spec.ms_dims[0], spec.pixel_dim, kernel_size=1)
         self.key_proj = KeyProjection(spec.ms_dims[0], spec.pixel_dim, spec.key_dim)
         self.mask_encoder = MaskEncoder(
-            spec.pixel_dim, spec.value_dim, spec.sensory_dim, MASK_ENCODER_DIM
+            spec.pixel_dim,
+            spec.value_dim,
+            spec.sensory_dim,
+            spec.mask_encoder_dim,
+            spec.mask_encoder_width,
         )
         self.mask_decoder = MaskDecoder(spec.ms_dims, spec.up_dims, spec.sensory_dim)
         self.pixel_fuser = PixelFeatureFuser(

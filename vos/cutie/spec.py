@@ -18,6 +18,18 @@ PIXEL_ENCODER_DIMS: dict[str, tuple[int, int, int]] = {
     "resnet50": (1024, 512, 256),
 }
 MASK_ENCODER_DIM = 256  # layer3 of the mask encoder's ResNet-18 (official final_dim)
+OFFICIAL_RESNET_WIDTH = 64  # stem channels of the official ResNets
+
+
+def pixel_encoder_dims(backbone: str, width: int) -> tuple[int, int, int]:
+    """f16, f8, f4 channels of ``backbone`` with a stem of ``width`` channels (the official
+    ResNets: :data:`PIXEL_ENCODER_DIMS`)."""
+    f16, f8, f4 = PIXEL_ENCODER_DIMS[backbone]
+    return (
+        f16 * width // OFFICIAL_RESNET_WIDTH,
+        f8 * width // OFFICIAL_RESNET_WIDTH,
+        f4 * width // OFFICIAL_RESNET_WIDTH,
+    )
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,9 @@ class CutieSpec:
         name: the variant name (``base`` / ``small``).
         pixel_encoder: ResNet of the pixel (query) encoder, cut after ``layer3`` (stride 16).
         ms_dims: channels of the pixel encoder's f16, f8, f4 maps.
+        encoder_width, mask_encoder_width: stem channels of the pixel and the mask encoders'
+            ResNets (their stages have 1, 2, 4 times as many planes); 64 in every official
+            model, smaller in the project's own tiny variant.
         pixel_dim, key_dim, value_dim, sensory_dim, embed_dim: feature widths.
         num_queries: object queries (= object summaries).
         num_blocks, num_heads, ff_dim: the object transformer.
@@ -53,17 +68,25 @@ class CutieSpec:
     pixel_pe_temperature: float = 128.0
     pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    encoder_width: int = OFFICIAL_RESNET_WIDTH
+    mask_encoder_width: int = OFFICIAL_RESNET_WIDTH
 
     def __post_init__(self) -> None:
-        if tuple(self.ms_dims) != PIXEL_ENCODER_DIMS[self.pixel_encoder]:
+        dims = pixel_encoder_dims(self.pixel_encoder, self.encoder_width)
+        if tuple(self.ms_dims) != dims:
             raise ValueError(
-                f"{self.pixel_encoder} gives ms_dims {PIXEL_ENCODER_DIMS[self.pixel_encoder]}, "
+                f"{self.pixel_encoder} of width {self.encoder_width} gives ms_dims {dims}, "
                 f"not {self.ms_dims}"
             )
         if self.up_dims[0] != self.embed_dim:
             raise ValueError(f"up_dims[0] must equal embed_dim, got {self.up_dims}")
         if self.num_queries % 2:
             raise ValueError("num_queries must be even (half foreground, half background)")
+
+    @property
+    def mask_encoder_dim(self) -> int:
+        """Channels of the mask encoder's ``layer3`` (official ``final_dim``, 256)."""
+        return MASK_ENCODER_DIM * self.mask_encoder_width // OFFICIAL_RESNET_WIDTH
 
 
 VARIANTS: dict[str, CutieSpec] = {
@@ -163,3 +186,29 @@ class CutieSettings:
 def spec_to_dict(spec: CutieSpec) -> dict[str, object]:
     """The spec as plain data (a project weights file's engine config), with its family."""
     return {"family": "cutie", **asdict(spec)}
+
+
+# --------------------------------------------------------------------------------------------
+# The project's own tiny variant (trained on the synthetic benchmark: vos/cutie/train.py,
+# ``lsvos train-vos --model cutie_tiny``; weights/README.md). Not an official model: no
+# checkpoint of it exists upstream, so it is not in :data:`VARIANTS` (the official layout).
+
+CUTIE_TINY = CutieSpec(
+    name="tiny",
+    pixel_encoder="resnet18",
+    ms_dims=pixel_encoder_dims("resnet18", 16),  # (64, 32, 16)
+    encoder_width=16,
+    mask_encoder_width=16,  # mask encoder layer3: 64 channels
+    pixel_dim=64,
+    key_dim=32,
+    value_dim=48,
+    sensory_dim=32,
+    embed_dim=64,
+    num_queries=8,
+    num_blocks=1,
+    num_heads=2,
+    ff_dim=128,
+    up_dims=(64, 32, 32),
+)
+# ``lsvos train-vos --model`` names -> the spec trained from scratch (1.00 M parameters).
+TRAINABLE_VARIANTS: dict[str, CutieSpec] = {"cutie_tiny": CUTIE_TINY}

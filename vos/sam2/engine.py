@@ -39,14 +39,22 @@ SAM2_FAMILY = "sam2"
 
 
 class Sam2Engine:
-    """A SAM 2 model in eval mode with its options; one :class:`Sam2Session` per video."""
+    """A SAM 2 model in eval mode with its options; one :class:`Sam2Session` per video.
+    ``batch_tracks``: its sessions propagate the objects of all stepped tracks as one batch
+    (the outputs are the same either way; False = one object at a time, the official order)."""
 
     def __init__(
-        self, model: Sam2Model, options: Sam2Options | None = None, *, autocast: bool = False
+        self,
+        model: Sam2Model,
+        options: Sam2Options | None = None,
+        *,
+        autocast: bool = False,
+        batch_tracks: bool = True,
     ) -> None:
         self.model = model.eval()
         self.options = options or Sam2Options()
         self.autocast = autocast
+        self.batch_tracks = batch_tracks
 
     @property
     def device(self) -> torch.device:
@@ -59,6 +67,7 @@ class Sam2Engine:
             self.options if num_frames is None else replace(self.options, num_frames=num_frames)
         )
         inner = Sam2Session(self.model, options, self.device)
+        inner.batch_objects = self.batch_tracks
         return AutocastSession(inner, self.autocast and self.device.type == "cuda")
 
 

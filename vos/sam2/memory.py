@@ -7,6 +7,9 @@ Parameter names equal the checkpoint's ``memory_attention.*`` / ``memory_encoder
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,6 +50,61 @@ class RoPEAttention(Attention):
         return self.merge(F.scaled_dot_product_attention(q, k, v))
 
 
+@dataclass(frozen=True)
+class MemoryBank:
+    """One batch entry's memory for :meth:`MemoryAttention.forward_many`.
+
+    Attributes:
+        tokens: 1 x M x 64 memory tokens (spatial memories, then object-pointer tokens).
+        pos: 1 x M x 64 their position encodings.
+        num_ptr_tokens: how many of the last tokens are pointer tokens (not rotated).
+    """
+
+    tokens: torch.Tensor
+    pos: torch.Tensor
+    num_ptr_tokens: int
+
+    @property
+    def layout(self) -> tuple[int, int]:
+        """(M, pointer tokens): entries of one layout attend to memory as one batch."""
+        return int(self.tokens.shape[1]), self.num_ptr_tokens
+
+
+def group_by_layout(banks: Sequence[MemoryBank]) -> list[list[int]]:
+    """Indices of ``banks`` grouped by :attr:`MemoryBank.layout`, in first-seen order."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, bank in enumerate(banks):
+        groups.setdefault(bank.layout, []).append(i)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class MemoryGroup:
+    """Batch entries whose memories share a layout, stacked once for all layers.
+
+    Attributes:
+        rows: the entries' batch indices (G).
+        tokens, pos: G x M x 64 their memory tokens and position encodings.
+        num_ptr_tokens: pointer tokens at the end of each memory.
+    """
+
+    rows: list[int]
+    tokens: torch.Tensor
+    pos: torch.Tensor
+    num_ptr_tokens: int
+
+    @staticmethod
+    def stack(banks: Sequence[MemoryBank]) -> list[MemoryGroup]:
+        """``banks`` (one per batch entry) -> their groups (:func:`group_by_layout`)."""
+        groups = []
+        for rows in group_by_layout(banks):
+            members = [banks[i] for i in rows]
+            tokens = torch.cat([b.tokens for b in members]) if len(rows) > 1 else members[0].tokens
+            pos = torch.cat([b.pos for b in members]) if len(rows) > 1 else members[0].pos
+            groups.append(MemoryGroup(rows, tokens, pos, members[0].num_ptr_tokens))
+        return groups
+
+
 class MemoryAttentionLayer(nn.Module):
     """Self-attention, cross-attention to memory (memory PE on the keys only), ReLU FFN."""
 
@@ -68,7 +126,30 @@ class MemoryAttentionLayer(nn.Module):
         y = self.norm2(x)
         x = x + self.cross_attn_image(y, memory + memory_pos, memory, exclude=exclude)
         y = self.norm3(x)
-        return x + self.linear2(F.relu(self.linear1(y)))
+        return x + self.linear2(F.relu(self.linear1(y), inplace=True))
+
+    def forward_many(
+        self, x: torch.Tensor, groups: Sequence[MemoryGroup], *, shared_input: bool = False
+    ) -> torch.Tensor:
+        """:meth:`forward` for B entries with memories of different sizes: x B x HW x C (or
+        1 x HW x C, the same for all, with ``shared_input``), ``groups`` covering the B entries
+        -> B x HW x C. Self-attention and the FFN run on the whole batch (a shared input's
+        self-attention once), the cross-attention once per group; every entry sees exactly the
+        operations of :meth:`forward`."""
+        y = self.norm1(x)
+        x = x + self.self_attn(y, y, y)
+        if shared_input:
+            x = x.expand(sum(len(g.rows) for g in groups), -1, -1)
+        y = self.norm2(x)
+        attended = y.new_empty(y.shape)
+        for group in groups:
+            rows = y[group.rows[0] : group.rows[0] + 1] if len(group.rows) == 1 else y[group.rows]
+            keys = group.tokens + group.pos
+            out = self.cross_attn_image(rows, keys, group.tokens, exclude=group.num_ptr_tokens)
+            attended[group.rows] = out
+        x = x + attended
+        y = self.norm3(x)
+        return x + self.linear2(F.relu(self.linear1(y), inplace=True))
 
 
 class MemoryAttention(nn.Module):
@@ -92,6 +173,22 @@ class MemoryAttention(nn.Module):
         x = current + 0.1 * current_pos
         for layer in self.layers:
             x = layer(x, memory, memory_pos, num_ptr_tokens)
+        return self.norm(x)
+
+    def forward_many(
+        self, current: torch.Tensor, current_pos: torch.Tensor, banks: Sequence[MemoryBank]
+    ) -> torch.Tensor:
+        """One frame's 1 x HW x C tokens and PE conditioned on B memories (one per object or
+        track, of any sizes) -> B x HW x C, entry ``i`` equal to :meth:`forward` on bank ``i``.
+
+        The first layer's self-attention sees the same input for every entry and runs once;
+        the cross-attention runs once per memory layout (:func:`group_by_layout`)."""
+        if not banks:
+            raise ValueError("forward_many needs at least one memory bank")
+        groups = MemoryGroup.stack(banks)
+        x = current + 0.1 * current_pos
+        for i, layer in enumerate(self.layers):
+            x = layer.forward_many(x, groups, shared_input=i == 0)
         return self.norm(x)
 
 

@@ -11,6 +11,7 @@ Naming: S = image size, h = w = S/16 (the stride-16 grid), C = 256, D = 64 (memo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 from vos.sam2.heads import MaskDecoder, PromptEncoder
 from vos.sam2.hiera import ImageEncoder
 from vos.sam2.layers import MLP
-from vos.sam2.memory import MemoryAttention, MemoryEncoder
+from vos.sam2.memory import MemoryAttention, MemoryBank, MemoryEncoder
 from vos.sam2.position import sine_1d
 from vos.sam2.spec import Sam2Spec
 
@@ -171,6 +172,17 @@ class Sam2Model(nn.Module):
         out = self.memory_attention(tokens, pos, memory, memory_pos, num_ptr_tokens)
         return out.transpose(1, 2).reshape(b, c, h, w)
 
+    def condition_on_memories(
+        self, feats: ImageFeatures, banks: Sequence[MemoryBank]
+    ) -> torch.Tensor:
+        """:meth:`condition_on_memory` for B memories at once (one per object of any track,
+        memories of any sizes): -> B x C x h x w, entry ``i`` conditioned on ``banks[i]``."""
+        _, c, h, w = feats.vision.shape
+        tokens = feats.vision.flatten(2).transpose(1, 2)
+        pos = feats.vision_pos.flatten(2).transpose(1, 2)
+        out = self.memory_attention.forward_many(tokens, pos, banks)
+        return out.transpose(1, 2).reshape(len(banks), c, h, w)
+
     def pointer_positions(self, t_diffs: torch.Tensor, max_ptrs: int) -> torch.Tensor:
         """N temporal offsets -> N x D pointer position encodings (zero in 2.0, whose configs
         set ``add_tpos_enc_to_obj_ptrs: false``; a projected 1-D sine of t / (max - 1) in
@@ -187,8 +199,9 @@ class Sam2Model(nn.Module):
         object_score: torch.Tensor,
         binarize: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``_encode_new_memory``: 1 x 1 x S x S logits -> (1 x D x h x w memory features,
-        1 x D x h x w their PE); 2.1 adds ``no_obj_embed_spatial`` where the object is absent."""
+        """``_encode_new_memory``: B x 1 x S x S logits and B x 1 object scores of B objects on
+        one frame -> (B x D x h x w memory features, 1 x D x h x w their PE); 2.1 adds
+        ``no_obj_embed_spatial`` where the object is absent."""
         mask = (high_res_logits > 0).float() if binarize else torch.sigmoid(high_res_logits)
         mask = mask * MASK_OUT_SCALE + MASK_OUT_BIAS
         features, pos = self.memory_encoder(feats.vision, mask)

@@ -120,6 +120,9 @@ class Sam2Session:
         stats: ``encoder_calls`` (frames encoded) and ``slot_steps`` (object-frames tracked).
         taps: when a dict, receives per (track, object id) the list of
             ``(index, reverse, FrameResult)`` of every reference and step (parity runs).
+        batch_objects: propagate the objects of all stepped tracks as one batch (default);
+            False runs them one at a time (the official per-object predictor's order; the
+            outputs are the same).
     """
 
     def __init__(self, model: Sam2Model, options: Sam2Options, device: torch.device) -> None:
@@ -130,6 +133,7 @@ class Sam2Session:
         self.tracks: dict[TrackId, TrackState] = {}
         self.stats: dict[str, int] = {"encoder_calls": 0, "slot_steps": 0}
         self.taps: dict[tuple[TrackId, int], list[tuple[int, bool, FrameResult]]] | None = None
+        self.batch_objects = True
 
     @property
     def image_size(self) -> int:
@@ -181,22 +185,39 @@ class Sam2Session:
     def step(
         self, frame: Sam2Encoding, *, tracks: Sequence[TrackId] | None = None
     ) -> Mapping[TrackId, Sam2StepOutput]:
-        """Move ``tracks`` (default: all) one frame on and predict it."""
+        """Move ``tracks`` (default: all) one frame on and predict it.
+
+        The objects of all stepped tracks are propagated as one batch
+        (:meth:`Tracker.track_many`, each with its own memory; ``batch_objects=False`` on the
+        session: one at a time, as the official per-object predictor)."""
         chosen = list(self.tracks) if tracks is None else list(tracks)
-        outputs: dict[TrackId, Sam2StepOutput] = {}
+        for track in chosen:
+            if track not in self.tracks:
+                raise KeyError(f"track {track!r} has no reference frame")
+        slots: list[tuple[TrackId, int, ObjectTrack, int, bool]] = []
         for track in chosen:
             state = self.tracks[track]
             state.index += state.direction
             reverse = state.direction < 0
-            logits = []
             for obj_id, obj in state.objects.items():
-                result = self.tracker.track(obj, frame.features, state.index, reverse)
-                self.tracker.prune(obj, state.index)
-                self.stats["slot_steps"] += 1
-                self._tap(track, obj_id, state.index, reverse, result)
-                logits.append(result.low_res)
-            outputs[track] = Sam2StepOutput(self._at_size(logits, frame.size), tuple(state.objects))
-        return outputs
+                slots.append((track, obj_id, obj, state.index, reverse))
+        steps = [(obj, index, reverse) for _, _, obj, index, reverse in slots]
+        if self.batch_objects:
+            results = self.tracker.track_many(frame.features, steps)
+        else:
+            results = [self.tracker.track(obj, frame.features, i, r) for obj, i, r in steps]
+        logits: dict[TrackId, list[torch.Tensor]] = {track: [] for track in chosen}
+        for (track, obj_id, obj, index, reverse), result in zip(slots, results, strict=True):
+            self.tracker.prune(obj, index)
+            self.stats["slot_steps"] += 1
+            self._tap(track, obj_id, index, reverse, result)
+            logits[track].append(result.low_res)
+        return {
+            track: Sam2StepOutput(
+                self._at_size(logits[track], frame.size), tuple(self.tracks[track].objects)
+            )
+            for track in chosen
+        }
 
     def _at_size(self, low_res: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """N logits of 1 x 1 x S/4 x S/4 -> N x H x W (bilinear, as the official output)."""

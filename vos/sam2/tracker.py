@@ -18,11 +18,13 @@ pass's first frames there).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from vos.sam2.memory import MemoryBank
 from vos.sam2.model import NUM_MASKMEM, HeadOutput, ImageFeatures, Sam2Model
 from vos.sam2.postprocess import fill_holes
 from vos.sam2.spec import Sam2Options
@@ -165,6 +167,39 @@ class Tracker:
         obj.non_cond[index] = FrameMemory(self._stored(features), out.obj_ptr, out.object_score)
         # The memory above is of the raw mask; holes are filled in the output only.
         return FrameResult(self._filled(out.low_res), out.object_score, out.obj_ptr, conditioned)
+
+    def track_many(
+        self, feats: ImageFeatures, steps: Sequence[tuple[ObjectTrack, int, bool]]
+    ) -> list[FrameResult]:
+        """:meth:`track` for several objects (of any tracks) on one frame: ``steps`` holds
+        (object, frame index, reverse) per object; the objects to propagate go through the
+        memory attention, the heads and the memory encoder as one batch (each with its own
+        memory bank), so every object gets the result :meth:`track` gives it alone."""
+        results: list[FrameResult | None] = [None] * len(steps)
+        pending: list[int] = []
+        banks: list[MemoryBank] = []
+        for i, (obj, index, reverse) in enumerate(steps):
+            if index in obj.cond_results:
+                results[i] = obj.cond_results[index]
+                continue
+            pending.append(i)
+            banks.append(MemoryBank(*self.gather_memory(obj, index, reverse)))
+        if pending:
+            conditioned = self.model.condition_on_memories(feats, banks)
+            out: HeadOutput = self.model.heads(conditioned, feats.high_res, None, multimask=True)
+            features, pos = self.model.encode_memory(feats, out.high_res, out.object_score, False)
+            self._remember_pos(pos)
+            stored = self._stored(features)
+            filled = self._filled(out.low_res)
+            for row, i in enumerate(pending):
+                obj, index, _ = steps[i]
+                ptr = out.obj_ptr[row : row + 1].clone()
+                score = out.object_score[row : row + 1].clone()
+                obj.non_cond[index] = FrameMemory(stored[row : row + 1].clone(), ptr, score)
+                results[i] = FrameResult(
+                    filled[row : row + 1].clone(), score, ptr, conditioned[row : row + 1]
+                )
+        return [r for r in results if r is not None]
 
     def gather_memory(
         self, obj: ObjectTrack, index: int, reverse: bool
