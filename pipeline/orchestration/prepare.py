@@ -135,7 +135,7 @@ def _ready_dataset(dataset: DatasetConfig) -> DatasetConfig | None:
     if dataset_problems(dataset):
         return None
     root = Path(dataset.root).resolve()
-    if dataset.synthetic and dataset.synthetic.generate and not _synthetic_complete(root):
+    if dataset.synthetic and dataset.synthetic.generate and not _synthetic_complete(dataset, root):
         return None
     return replace(dataset, root=str(root))
 
@@ -176,7 +176,7 @@ def prepare_dataset(dataset: DatasetConfig, output_root: str | Path) -> DatasetC
     """
     root = Path(dataset.root).resolve()
     synthetic = dataset.synthetic
-    if synthetic and synthetic.generate and not _synthetic_complete(root):
+    if synthetic and synthetic.generate and not _synthetic_complete(dataset, root):
         inside = root.is_relative_to(Path(output_root).resolve())
         if not inside and not root.is_dir():
             raise UserError(
@@ -184,21 +184,43 @@ def prepare_dataset(dataset: DatasetConfig, output_root: str | Path) -> DatasetC
                 f"use only under runtime.output_root or into an existing folder (write it with "
                 f"`lsvos data synth --out {root}`, or fix dataset.root)"
             )
-        from pipeline.core.data import write_synthetic_benchmark
-
         with _generation_lock(root):
-            if not _synthetic_complete(root):  # another run may have finished it meanwhile
-                write_synthetic_benchmark(root, seed=synthetic.seed, videos=synthetic.videos)
+            if not _synthetic_complete(dataset, root):  # another run may have finished it
+                _write_synthetic(dataset, root)
     if not root.is_dir():
         raise UserError(f"dataset root not found: {root} (set dataset.root=...)")
     return replace(dataset, root=str(root))
 
 
-def _synthetic_complete(root: Path) -> bool:
-    """Every split's expression meta is written (the generator writes them last)."""
+def _synthetic_complete(dataset: DatasetConfig, root: Path) -> bool:
+    """Every split's expression meta is written (each generator writes the last split's last):
+    the Ref-YouTube-VOS layout's ``meta_expressions/<split>/``, MeViS's ``<split>/``."""
+    if str(dataset.format) == "mevis":
+        from pipeline.core.data.synth_mevis import SPLITS as MEVIS_SPLITS
+
+        return all((root / s / "meta_expressions.json").is_file() for s in MEVIS_SPLITS)
     from pipeline.core.data.synth import SPLITS
 
     return all((root / "meta_expressions" / s / "meta_expressions.json").is_file() for s in SPLITS)
+
+
+def _write_synthetic(dataset: DatasetConfig, root: Path) -> None:
+    """The synthetic benchmark in ``dataset``'s layout (``dataset.synthetic``'s seed, videos)."""
+    synthetic = dataset.synthetic
+    assert synthetic is not None
+    if str(dataset.format) == "mevis":
+        from pipeline.core.data.synth_mevis import write_synthetic_mevis_benchmark
+
+        write_synthetic_mevis_benchmark(root, seed=synthetic.seed, videos=synthetic.videos)
+    elif str(dataset.format) == "ytvos":
+        from pipeline.core.data import write_synthetic_benchmark
+
+        write_synthetic_benchmark(root, seed=synthetic.seed, videos=synthetic.videos)
+    else:
+        raise UserError(
+            f"dataset.synthetic: no synthetic benchmark in the {dataset.format} layout "
+            "(ytvos or mevis)"
+        )
 
 
 @contextlib.contextmanager

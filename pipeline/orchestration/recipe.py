@@ -65,6 +65,13 @@ class Recipe:
                 f"recipe.submission {recipe.submission!r} is not a node; "
                 f"nodes: {sorted(recipe.nodes)}"
             )
+        layout = "mevis" if str(cfg.dataset.format) == "mevis" else "ytvos"
+        if str(recipe.package_format) != layout:
+            raise UserError(
+                f"recipe.package_format: {recipe.package_format} does not fit dataset.format "
+                f"{cfg.dataset.format}, whose submissions are {layout} zips "
+                f"(set recipe.package_format={layout})"
+            )
         return cls(recipe.name, _topological(nodes), recipe.submission, str(recipe.package_format))
 
     def ancestors(self, names: Iterable[str]) -> set[str]:

@@ -47,3 +47,37 @@ def test_runs_started_together_generate_the_benchmark_once(tmp_path: Path) -> No
     with multiprocessing.get_context("spawn").Pool(3) as pool:
         results = pool.map(_prepare, [(str(root), str(outputs))] * 3)
     assert results == ["ok"] * 3
+
+
+def test_the_synthetic_mevis_benchmark_is_generated_in_its_layout(tmp_path: Path) -> None:
+    """``dataset=synth_mevis``: MeViS's layout under the outputs on first use, read as MeViS,
+    ground truth on valid_u; a second preparation writes nothing."""
+    from pipeline.orchestration.config import compose_config
+
+    outputs = tmp_path / "outputs"
+    cfg = compose_config(
+        ["dataset=synth_mevis", "dataset.synthetic.videos=1", f"runtime.output_root={outputs}"]
+    )
+    dataset = prepare_dataset(cfg.dataset, outputs)
+    root = Path(dataset.root)
+    assert root == (outputs / "data" / "synth_mevis").resolve()
+    assert {p.name for p in root.iterdir() if p.is_dir()} >= {"train", "valid_u", "valid"}
+    split = open_dataset("mevis", root, "valid_u")
+    (video,) = split.videos()
+    expression = split.expressions(video.id)[0]
+    assert split.ground_truth(video.id, expression.id).shape[0] == video.num_frames
+    stamp = (root / "valid_u" / "meta_expressions.json").stat().st_mtime_ns
+    prepare_dataset(cfg.dataset, outputs)
+    assert (root / "valid_u" / "meta_expressions.json").stat().st_mtime_ns == stamp
+
+
+def test_a_recipe_packages_the_datasets_own_layout() -> None:
+    from pipeline.orchestration.config import compose_config
+    from pipeline.orchestration.recipe import Recipe
+
+    with pytest.raises(UserError, match=r"recipe\.package_format: ytvos does not fit .*mevis"):
+        Recipe.from_config(compose_config(["recipe=demo", "dataset=synth_mevis"]))
+    cfg = compose_config(["recipe=demo", "dataset=synth_mevis", "recipe.package_format=mevis"])
+    assert Recipe.from_config(cfg).package_format == "mevis"
+    with pytest.raises(UserError, match=r"recipe\.package_format: mevis does not fit .*ytvos"):
+        Recipe.from_config(compose_config(["recipe=demo", "recipe.package_format=mevis"]))
