@@ -70,7 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="take videos and expression order from this meta_expressions.json",
     )
     parser.add_argument("--storage", default="png", choices=("png", "rle"), help="output storage")
-    parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes (default 1, which decodes each track's PNG frames on a thread per core; "
+        "each of several processes decodes on one)",
+    )
     parser.add_argument(
         "--no-resume", action="store_true", help="re-vote videos already complete in DIR"
     )

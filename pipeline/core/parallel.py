@@ -4,8 +4,11 @@
 this process; otherwise in ``forkserver`` processes that receive ``shared`` once, at start-up
 (mask sources, a dataset reader, a spec), and only the items per task. The first error stops
 the pool (pending tasks are cancelled) and is raised here. Each worker process computes with
-one thread (OpenCV's, and ``OMP_NUM_THREADS=1`` for any OpenMP library it loads): the pool's
-processes are the parallelism, at most :func:`available_cores` of them being useful.
+one thread (OpenCV's, which also sets the PNG codec's threads of
+:mod:`pipeline.core.masks.codec`, and ``OMP_NUM_THREADS=1`` for any OpenMP library it loads):
+the pool's processes are the parallelism, at most :func:`available_cores` of them being useful.
+With ``workers <= 1`` the caller's own thread counts apply (a plain process decodes a track's
+PNG frames on one thread per core).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def _start_worker(shared: Any) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"  # one process per core already; before any OpenMP load
     import cv2
 
-    cv2.setNumThreads(1)
+    cv2.setNumThreads(1)  # also one PNG codec thread (pipeline.core.masks.codec)
     _SHARED[:] = [shared]
 
 

@@ -360,17 +360,23 @@ class ScoreTable:
 
 
 def _score_one(pred: MaskSource, dataset: RVOSDataset, protocol: str, video: str, have: bool):
+    """One video's rows, one expression in memory at a time: its ground truth and prediction
+    are read, scored and dropped before the next is read, so the peak is one expression's pair
+    of ``T x H x W`` masks above the reader's own state (the video's annotations), whatever
+    the number of expressions of the video or of videos."""
     frame_ids = dataset.video(video).frame_ids
-    exps = dataset.expressions(video)
-    gt = {}
-    for exp in exps:
+    pred_exps = set(pred.expressions(video)) if have else set()
+    rows: list[ExpressionScore] = []
+    for exp in dataset.expressions(video):
         truth = dataset.ground_truth(video, exp.id)
         if truth is None:
             raise UserError(f"video {video} expression {exp.id} has no ground truth")
-        gt[exp.id] = truth
-    pred_exps = set(pred.expressions(video)) if have else set()
-    tracks = {e.id: pred.read(video, e.id) if e.id in pred_exps else None for e in exps}
-    return score_video(tracks, gt, frame_ids, protocol=protocol, video=video)
+        track = pred.read(video, exp.id) if exp.id in pred_exps else None
+        rows += score_video(
+            {exp.id: track}, {exp.id: truth}, frame_ids, protocol=protocol, video=video
+        )
+        del truth, track  # before the next expression's pair is read
+    return rows
 
 
 def _score_job(shared: tuple, job: tuple[str, bool]) -> list[ExpressionScore]:

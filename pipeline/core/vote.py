@@ -641,7 +641,10 @@ def vote_mask_sets(
     ``out`` are skipped when ``resume``. ``keep_probs``: a soft vote stores its weighted mean
     probabilities too (for a downstream soft vote). A failing video is removed from ``out`` and
     the error (naming the video, expression, source or file) is raised. Memory: one group of
-    expressions of one video at a time per worker, whatever the number of videos.
+    expressions of one video at a time per worker, whatever the number of videos. PNG sources
+    (submission folders, zips, ``"png"`` mask sets) have each track's frames decoded, and a
+    ``"png"`` output's frames encoded, on :func:`~pipeline.core.masks.codec.codec_threads`
+    threads (one per core in a plain process, one in each of ``workers`` processes).
     """
     start = time.perf_counter()
     opened = [s if isinstance(s, MaskSource) else open_masks(s) for s in sources]

@@ -30,14 +30,12 @@ from pipeline.core.errors import InputFileError, UserError
 from pipeline.core.io import (
     atomic_write_bytes,
     atomic_write_json,
-    decode_mask_stack,
-    encode_mask_png,
     read_json,
-    read_png_bytes,
     staging_dir,
     writing_output,
 )
 from pipeline.core.keyframes import KeyFrames, read_key_frame_json, write_key_frame_json
+from pipeline.core.masks.codec import decode_mask_pngs, encode_mask_pngs
 from pipeline.core.masks.rle import COLUMN_MAJOR, ROW_MAJOR, decode_masks, encode_masks
 from pipeline.core.masks.track import Track
 
@@ -179,7 +177,7 @@ class MaskSet:
                 masks = decode_masks(rle["counts"], (H, W), rle.get("order", COLUMN_MAJOR))
             else:
                 pngs = [self._png_dir(video, exp) / f"{fid}.png" for fid in frames]
-                masks = decode_mask_stack((read_png_bytes(p), str(p)) for p in pngs)
+                masks = decode_mask_pngs([(p, str(p)) for p in pngs])
                 if masks.shape[1:] != (H, W):
                     raise InputFileError(
                         f"{pngs[0]} is {masks.shape[1]}x{masks.shape[2]}, expected {H}x{W}"
@@ -225,7 +223,7 @@ class MaskSet:
     def _encode(self, masks: np.ndarray) -> list:
         if self.storage == "rle":
             return encode_masks(masks, ROW_MAJOR)
-        return [encode_mask_png(m) for m in masks]
+        return encode_mask_pngs(masks)
 
     def _store(self, video: str, exp: str, track: Track, encoded: list) -> None:
         H, W = track.size
@@ -311,7 +309,8 @@ class MaskSet:
                             shutil.copyfile(png, tmp / png.name)
                     continue
                 track = self.read(video, exp)
+                encoded = encode_mask_pngs(track.masks)
                 with staging_dir(target) as tmp:
-                    for fid, mask in zip(track.frame_ids, track.masks, strict=True):
-                        (tmp / f"{fid}.png").write_bytes(encode_mask_png(mask))
+                    for fid, data in zip(track.frame_ids, encoded, strict=True):
+                        (tmp / f"{fid}.png").write_bytes(data)
         return Path(dest)

@@ -25,8 +25,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from pipeline.core.errors import InputFileError, UserError
-from pipeline.core.io import decode_mask_stack, read_png_bytes
 from pipeline.core.keyframes import parse_key_frames, read_key_frame_json
+from pipeline.core.masks.codec import decode_mask_pngs
 from pipeline.core.masks.maskset import MaskSet, exp_sort_key
 from pipeline.core.masks.track import Track
 
@@ -142,7 +142,7 @@ class PngFolderSource:
         if not frames:
             raise InputFileError(f"{self.base / video / exp}: no PNG files")
         paths = [self.base / video / exp / f"{f}.png" for f in frames]
-        masks = decode_mask_stack((read_png_bytes(p), str(p)) for p in paths)
+        masks = decode_mask_pngs([(p, str(p)) for p in paths])  # frames in parallel threads
         scores = _scores_for(self._scores, video, exp, len(frames), str(self.base / video / exp))
         return Track(tuple(frames), masks, scores)
 
@@ -283,7 +283,8 @@ class ZipSource:
     def read(self, video: str, exp: str) -> Track:
         frames = self.frame_ids(video, exp)
         members = [self._index[video][exp][f] for f in frames]
-        masks = decode_mask_stack((self.member_bytes(m), f"{self.path}:{m}") for m in members)
+        # members read here, one at a time (one open archive), and decoded in parallel threads
+        masks = decode_mask_pngs([(self.member_bytes(m), f"{self.path}:{m}") for m in members])
         scores = _scores_for(self._scores, video, exp, len(frames), f"{self.path}:{video}/{exp}")
         return Track(tuple(frames), masks, scores)
 
