@@ -228,14 +228,16 @@ class RecipeConfig:
     """A graph of mask sets and the node packaged as the submission.
 
     In the schema ``nodes`` holds plain mappings; :func:`compose_config` types each by its
-    ``kind``.
+    ``kind``. ``package_format``: the submission zip's layout; null = the dataset's own (MeViS
+    zips for ``mevis``, Ref-YouTube-VOS zips otherwise), and a value that does not fit the
+    dataset is refused.
     """
 
     name: str = MISSING
     description: str = ""
     nodes: dict[str, Any] = field(default_factory=dict)
     submission: str = MISSING
-    package_format: PackageFormat = PackageFormat.ytvos  # type: ignore[attr-defined]
+    package_format: PackageFormat | None = None
 
 
 @dataclass

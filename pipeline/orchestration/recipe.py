@@ -66,13 +66,13 @@ class Recipe:
                 f"nodes: {sorted(recipe.nodes)}"
             )
         layout = "mevis" if str(cfg.dataset.format) == "mevis" else "ytvos"
-        if str(recipe.package_format) != layout:
+        if recipe.package_format is not None and str(recipe.package_format) != layout:
             raise UserError(
                 f"recipe.package_format: {recipe.package_format} does not fit dataset.format "
                 f"{cfg.dataset.format}, whose submissions are {layout} zips "
-                f"(set recipe.package_format={layout})"
+                f"(set recipe.package_format={layout}, or null for the dataset's own)"
             )
-        return cls(recipe.name, _topological(nodes), recipe.submission, str(recipe.package_format))
+        return cls(recipe.name, _topological(nodes), recipe.submission, layout)
 
     def ancestors(self, names: Iterable[str]) -> set[str]:
         """``names`` and every node they depend on."""

@@ -101,8 +101,9 @@ def _missing(overrides: list[str]) -> list[str]:
 def _compose(overrides: list[str], places: dict[str, Path], dataset: str = "synth") -> LsvosConfig:
     """``overrides`` on ``dataset`` with every required value filled from ``places``."""
     overrides = [f"dataset={dataset}", *overrides, f"runtime.output_root={places['outputs']}"]
-    if dataset == "synth":  # its default root lies under the output folder: use the made one
-        overrides += [f"dataset.root={places['synth']}", "dataset.synthetic=null"]
+    if dataset in ("synth", "synth_mevis"):  # default roots under the outputs: the made ones
+        made = places["synth" if dataset == "synth" else "mevis"]
+        overrides += [f"dataset.root={made}", "dataset.synthetic=null"]
     fills = []
     for key in _missing(overrides):
         leaf = key.rsplit(".", 1)[-1]
@@ -121,7 +122,7 @@ def _compose(overrides: list[str], places: dict[str, Path], dataset: str = "synt
 def test_dataset_option_composes_and_plans(dataset: str, places: dict[str, Path]) -> None:
     cfg = _compose([], places, dataset)
     assert isinstance(cfg.dataset.format, DatasetFormat)
-    if dataset == "mevis":
+    if dataset in ("mevis", "synth_mevis"):
         assert cfg.dataset.split == "valid_u"
     keys = plan_keys(cfg, nodes=["soc"])
     assert set(keys) == {"soc"} and keys["soc"]

@@ -72,12 +72,17 @@ def test_the_synthetic_mevis_benchmark_is_generated_in_its_layout(tmp_path: Path
 
 
 def test_a_recipe_packages_the_datasets_own_layout() -> None:
+    """``recipe.package_format`` null takes the dataset's layout; a value against it is refused."""
     from pipeline.orchestration.config import compose_config
     from pipeline.orchestration.recipe import Recipe
 
-    with pytest.raises(UserError, match=r"recipe\.package_format: ytvos does not fit .*mevis"):
-        Recipe.from_config(compose_config(["recipe=demo", "dataset=synth_mevis"]))
+    for dataset, layout in (("synth", "ytvos"), ("synth_mevis", "mevis"), ("davis", "ytvos")):
+        cfg = compose_config(["recipe=demo", f"dataset={dataset}", "dataset.root=/d"])
+        assert Recipe.from_config(cfg).package_format == layout
     cfg = compose_config(["recipe=demo", "dataset=synth_mevis", "recipe.package_format=mevis"])
     assert Recipe.from_config(cfg).package_format == "mevis"
+    bad = ["recipe=demo", "dataset=synth_mevis", "recipe.package_format=ytvos"]
+    with pytest.raises(UserError, match=r"recipe\.package_format: ytvos does not fit .*mevis"):
+        Recipe.from_config(compose_config(bad))
     with pytest.raises(UserError, match=r"recipe\.package_format: mevis does not fit .*ytvos"):
         Recipe.from_config(compose_config(["recipe=demo", "recipe.package_format=mevis"]))
