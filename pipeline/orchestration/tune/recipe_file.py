@@ -60,8 +60,10 @@ def tuned_recipe(
     recipe = run.recipe
     needed = recipe.ancestors(spec.sources)
     node_name = _free_name("tuned", set(recipe.by_name))
-    nodes: dict[str, Any] = {n.name: _compact(n.config) for n in recipe.nodes if n.name in needed}
-    nodes[node_name] = _compact(vote_node(spec))
+    nodes: dict[str, Any] = {
+        n.name: compact_node(n.config) for n in recipe.nodes if n.name in needed
+    }
+    nodes[node_name] = compact_node(vote_node(spec))
     configs = [recipe.by_name[n].config for n in needed]
     producers = sorted({c.producer for c in configs if isinstance(c, ProduceNode)})
     engines = sorted({c.engine for c in configs if isinstance(c, PropagateNode)})
@@ -99,7 +101,7 @@ def _free_name(base: str, taken: set[str]) -> str:
     return name
 
 
-def _compact(node: NodeConfig) -> dict[str, Any]:
+def compact_node(node: NodeConfig) -> dict[str, Any]:
     """A node as a mapping: its kind, required fields and fields off their defaults."""
     out: dict[str, Any] = {"kind": str(node.kind)}
     for f in fields(node):

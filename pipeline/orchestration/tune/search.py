@@ -2,7 +2,8 @@
 
 :func:`choose` picks a vote on a set of videos: subsets of sources grow one source at a time;
 every subset is voted over the whole grid of :class:`~.space.SearchSpace`, and the best vote of
-each subset ranks it. With at most ``exhaustive_up_to`` sources every subset (up to
+each subset ranks it (``top_sources``: only that many best sources on those videos are
+voted). With at most ``exhaustive_up_to`` sources every subset (up to
 ``max_sources``) is tried (exhaustive); with more, only extensions of the ``beam`` best subsets
 of each size are (a beam search). The best vote by J&F wins; ties go to fewer sources, then to
 the first tried.
@@ -128,8 +129,9 @@ def default_space(
 def choose(evaluator: Evaluator, space: SearchSpace, videos: Sequence[str]) -> SearchResult:
     """The best vote of ``space`` on ``videos`` (see the module docstring)."""
     source_jf = {s: evaluator.node_score(s, videos).JF for s in space.sources}
+    pool = space.pool(source_jf)
     tried: dict[VoteSpec, Ranked] = {}
-    level: list[tuple[str, ...]] = [(s,) for s in space.sources]
+    level: list[tuple[str, ...]] = [(s,) for s in pool]
     subsets = 0
     for _size in range(1, space.max_sources + 1):
         if not level:
@@ -146,7 +148,7 @@ def choose(evaluator: Evaluator, space: SearchSpace, videos: Sequence[str]) -> S
         kept = list(best_of)
         if not space.exhaustive:
             kept = sorted(kept, key=lambda s: -best_of[s])[: space.beam]
-        level = _extensions(kept, space.sources)
+        level = _extensions(kept, pool)
     ranked = sorted(tried.values(), key=lambda r: (-r.score.JF, len(r.candidate.sources)))
     return SearchResult(ranked, subsets, "exhaustive" if space.exhaustive else "beam")
 

@@ -71,7 +71,9 @@ class SearchSpace:
     ``soft_sources``: those a soft vote may read (see :mod:`.search`); ``probability_sources``:
     those with soft probabilities (a soft vote needs one); ``max_sources``: the
     largest subset; ``beam``: subsets kept per size by the beam search; ``exhaustive_up_to``:
-    with this many sources or fewer, every subset is tried instead."""
+    with this many sources or fewer, every subset is tried instead; ``top_sources``: when set,
+    only the sources with the best J&F on the videos a choice is made on, this many, are voted
+    (chosen again within each fold, so the cross-validation stays held out)."""
 
     sources: tuple[str, ...]
     weightings: tuple[str, ...] = WEIGHTINGS
@@ -84,6 +86,7 @@ class SearchSpace:
     max_sources: int = 4
     beam: int = 4
     exhaustive_up_to: int = 6
+    top_sources: int | None = None
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -104,6 +107,8 @@ class SearchSpace:
             raise UserError(
                 f"max_sources and beam must be at least 1, got {self.max_sources}, {self.beam}"
             )
+        if self.top_sources is not None and self.top_sources < 1:
+            raise UserError(f"top_sources must be at least 1, got {self.top_sources}")
         if self.exhaustive_up_to < 0:
             raise UserError(f"exhaustive_up_to must be >= 0, got {self.exhaustive_up_to}")
 
@@ -116,7 +121,17 @@ class SearchSpace:
     @property
     def exhaustive(self) -> bool:
         """Whether every subset (up to :attr:`max_sources`) is tried."""
-        return len(self.sources) <= self.exhaustive_up_to
+        return len(self.sources) <= self.exhaustive_up_to or (
+            self.top_sources is not None and self.top_sources <= self.exhaustive_up_to
+        )
+
+    def pool(self, source_jf: Mapping[str, float]) -> tuple[str, ...]:
+        """The sources voted on videos where each source scores ``source_jf``: all, or the
+        :attr:`top_sources` best (ties: run order), in run order."""
+        if self.top_sources is None or self.top_sources >= len(self.sources):
+            return self.sources
+        best = sorted(self.sources, key=lambda s: -source_jf[s])[: self.top_sources]
+        return tuple(s for s in self.sources if s in best)
 
     def candidates(self, subset: Sequence[str], source_jf: Mapping[str, float]) -> list[Candidate]:
         """Every vote of the grid over ``subset`` (``source_jf``: each source's J&F on the
